@@ -1,0 +1,58 @@
+"""The training flow: load -> validate (gate) -> split -> train candidates -> evaluate -> log -> register."""
+
+from __future__ import annotations
+
+from prefect import flow, unmapped
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from mlops_core.settings import CandidateName, Settings, get_settings
+from mlops_core.tracking import RegisteredVersion
+from tasks.data import load_training_data
+from tasks.registry import log_to_mlflow, publish_training_summary, register_model_version
+from tasks.training import evaluate_candidates, profile_reference_data, split_training_data, train_candidate
+from tasks.validation import validate_training_data
+
+
+def run_settings(
+    data_source: str | None = None,
+    window_days: int | None = None,
+    candidates: list[CandidateName] | None = None,
+) -> Settings:
+    """The process settings with this run's parameters applied (what a user sets in the Prefect UI)."""
+    settings = get_settings()
+    data = settings.data.model_copy(
+        update={k: v for k, v in {"source": data_source, "window_days": window_days}.items() if v is not None}
+    )
+    training = settings.training.model_copy(update={"candidates": candidates} if candidates else {})
+    # Re-validate so paths are made absolute and parameters are type-checked like environment values.
+    return Settings.model_validate(
+        {**settings.model_dump(), "data": data.model_dump(), "training": training.model_dump()}
+    )
+
+
+@flow(
+    name="training",
+    task_runner=ThreadPoolTaskRunner(max_workers=get_settings().training.max_parallel_candidates),
+)
+def training_flow(
+    data_source: str | None = None,
+    window_days: int | None = None,
+    candidates: list[CandidateName] | None = None,
+) -> RegisteredVersion:
+    """Train candidates on the newest data window and register the best as a new model version.
+
+    Bad data stops the flow at loading or at the Great Expectations gate with nothing registered.
+    """
+    settings = run_settings(data_source, window_days, candidates)
+    data = load_training_data(settings)
+    validation = validate_training_data(data, settings)
+    split = split_training_data(data, settings)
+    fitted = train_candidate.map(
+        settings.training.candidates, split=unmapped(split), seed=settings.training.random_seed
+    )
+    evaluation = evaluate_candidates(fitted, split, settings)
+    reference = profile_reference_data(data, split, settings)
+    run = log_to_mlflow(data, validation, split, evaluation, reference, settings)
+    version = register_model_version(run, data, validation, evaluation, settings)
+    publish_training_summary(version, evaluation, validation, data, split, settings)
+    return version

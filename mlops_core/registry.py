@@ -1,0 +1,132 @@
+"""Registry conventions shared by the flows and the service: tag names, aliases, semantic versions.
+
+One registered model per use case. Each version carries the tags below; ``champion`` is what the service
+serves and ``challenger`` a candidate under A/B or shadow.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from mlops_core.settings import PROJECT_ROOT, Settings
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+TAG_SEMVER = "semver"
+TAG_DATA_DIGEST = "data_digest"
+TAG_GX_SUCCESS = "gx_success"
+TAG_TRAINING_RUN_ID = "training_run_id"
+TAG_CODE_VERSION = "code_version"
+TAG_SIGNATURE_DIGEST = "signature_digest"
+TAG_PARAMS_DIGEST = "params_digest"
+REQUIRED_VERSION_TAGS = (TAG_SEMVER, TAG_DATA_DIGEST, TAG_GX_SUCCESS, TAG_TRAINING_RUN_ID, TAG_CODE_VERSION)
+
+MODEL_ARTIFACT = "model"
+# Files inside the logged model's directory (MLflow ``extra_files``), so they travel with every version.
+PROFILE_FILE = "reference_profile.json"
+REFERENCE_SAMPLE_ARTIFACT = "reference/sample.parquet"
+
+
+def connect(settings: Settings) -> MlflowClient:
+    """Point MLflow at the configured tracking server and registry (a local SQLite file by default)."""
+    if settings.tracking_uri.startswith("sqlite:///"):
+        settings.ensure_dirs()
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.registry_uri)
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
+
+
+def ensure_experiment(client: MlflowClient, name: str, artifact_root: str) -> str:
+    """The experiment's id; created with an explicit artifact location so artifacts never land in ./mlruns."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=f"{artifact_root.rstrip('/')}/{name}")
+    except MlflowException:
+        experiment = client.get_experiment_by_name(name)  # created meanwhile by a concurrent run
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def model_versions(client: MlflowClient, name: str) -> list[ModelVersion]:
+    """All versions of a registered model, oldest first; empty when the model is not registered yet."""
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException as exc:
+        if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code):
+            return []
+        raise
+    return sorted(versions, key=lambda v: int(v.version))
+
+
+@dataclass(frozen=True, order=True)
+class SemVer:
+    major: int
+    minor: int
+    patch: int
+
+    @classmethod
+    def parse(cls, text: str) -> SemVer:
+        parts = text.strip().lstrip("v").split(".")
+        if len(parts) != 3 or not all(p.isdigit() for p in parts):
+            raise ValueError(f"not a semantic version: {text!r}")
+        return cls(*(int(p) for p in parts))
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}.{self.patch}"
+
+
+def next_semver(existing: list[ModelVersion], *, signature_digest: str, data_digest: str, params_digest: str) -> SemVer:
+    """MAJOR when the input schema changes, MINOR for new data, PATCH for the same data and parameters.
+
+    The change is judged against the newest version; the number is bumped from the highest semver
+    registered, so versions never repeat even after a rollback.
+    """
+    tagged = [v for v in existing if TAG_SEMVER in v.tags]
+    if not tagged:
+        return SemVer(1, 0, 0)
+    newest = tagged[-1]
+    highest = max(SemVer.parse(v.tags[TAG_SEMVER]) for v in tagged)
+    if newest.tags.get(TAG_SIGNATURE_DIGEST) != signature_digest:
+        return SemVer(highest.major + 1, 0, 0)
+    same_data = newest.tags.get(TAG_DATA_DIGEST) == data_digest
+    if same_data and newest.tags.get(TAG_PARAMS_DIGEST) == params_digest:
+        return SemVer(highest.major, highest.minor, highest.patch + 1)
+    return SemVer(highest.major, highest.minor + 1, 0)
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """The git commit of the project (with ``-dirty`` for local changes), else the package version."""
+    try:
+        commit = _git("rev-parse", "--short=12", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
+        return f"{commit}-dirty" if dirty else commit
+    except (OSError, subprocess.CalledProcessError):
+        try:
+            return package_version("mlops-loop")
+        except PackageNotFoundError:
+            return "unknown"
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True, check=True, timeout=10
+    ).stdout.strip()
+
+
+def model_profile_path(model_dir: Path) -> Path:
+    return model_dir / "extra_files" / PROFILE_FILE

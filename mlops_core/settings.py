@@ -1,0 +1,109 @@
+"""The project's one settings object.
+
+Every path, URI, threshold and port comes from here and can be overridden from the environment with the
+``MLOPS_`` prefix (nested fields use ``__``, e.g. ``MLOPS_TRAINING__HOLDOUT_FRACTION=0.3``). The defaults
+keep all state under one local directory so a laptop needs no server.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+CandidateName = Literal["logistic_regression", "random_forest", "hist_gradient_boosting"]
+MetricName = Literal["roc_auc", "accuracy", "f1", "log_loss", "brier", "ece"]
+
+
+class DataSettings(BaseModel):
+    """Where training data comes from and what it looks like."""
+
+    source: Path | None = Field(
+        default=None,
+        description="A directory of dated batch files (YYYY-MM-DD.parquet|csv) or a single CSV/Parquet file. "
+        "Defaults to <state_dir>/data/<dataset>.",
+    )
+    dataset: str = "loan_default"
+    target: str = "defaulted"
+    entity_id: str | None = "applicant_id"
+    timestamp: str | None = "application_ts"
+    window_days: int | None = Field(
+        default=None, ge=1, description="Train on the newest N daily batches only; all batches when unset."
+    )
+
+
+class ValidationSettings(BaseModel):
+    """The Great Expectations gate."""
+
+    context_dir: Path = PROJECT_ROOT / "great_expectations"
+    suite: str = "loan_default"
+
+
+class TrainingSettings(BaseModel):
+    """Candidate training and model selection."""
+
+    candidates: list[CandidateName] = ["logistic_regression", "random_forest", "hist_gradient_boosting"]
+    holdout_fraction: float = Field(default=0.2, gt=0.0, lt=0.9)
+    primary_metric: MetricName = "roc_auc"
+    random_seed: int = 42
+    reference_sample_rows: int = Field(default=20_000, ge=100)
+    max_parallel_candidates: int = Field(default=3, ge=1)
+
+
+class MlflowSettings(BaseModel):
+    """Tracking server and registry. Unset URIs fall back to a SQLite file in the state directory."""
+
+    tracking_uri: str | None = None
+    registry_uri: str | None = None
+    artifact_root: str | None = None
+    experiment: str = "training"
+    registered_model: str = "loan-default"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MLOPS_", env_nested_delimiter="__", env_file=".env", extra="ignore")
+
+    state_dir: Path = Field(default=Path(".mlops"), description="Root of all local state.")
+    data: DataSettings = DataSettings()
+    validation: ValidationSettings = ValidationSettings()
+    training: TrainingSettings = TrainingSettings()
+    mlflow: MlflowSettings = MlflowSettings()
+
+    @model_validator(mode="after")
+    def _absolute_paths(self) -> Settings:
+        # Flows run in worker processes with their own working directory: pin paths once, here.
+        self.state_dir = self.state_dir.expanduser().resolve()
+        if self.data.source is not None:
+            self.data.source = self.data.source.expanduser().resolve()
+        self.validation.context_dir = self.validation.context_dir.expanduser().resolve()
+        return self
+
+    @property
+    def data_source(self) -> Path:
+        return self.data.source or self.state_dir / "data" / self.data.dataset
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow.tracking_uri or f"sqlite:///{self.state_dir / 'mlflow.db'}"
+
+    @property
+    def registry_uri(self) -> str:
+        return self.mlflow.registry_uri or self.tracking_uri
+
+    @property
+    def artifact_root(self) -> str:
+        return self.mlflow.artifact_root or (self.state_dir / "mlartifacts").as_uri()
+
+    def ensure_dirs(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings read once per process; tests call ``get_settings.cache_clear()`` after changing the env."""
+    return Settings()

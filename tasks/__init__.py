@@ -1,0 +1,3 @@
+"""Prefect tasks: thin wrappers over plain functions that test without Prefect."""
+
+import mlops_core  # noqa: F401  (switches telemetry off before any library loads)

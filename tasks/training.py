@@ -1,0 +1,67 @@
+"""Training tasks: split, fit candidates (mapped), evaluate and pick the best, profile the reference data."""
+
+from dataclasses import replace
+
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from mlops_core.data import LoadedData
+from mlops_core.profile import DatasetProfile, profile_frame
+from mlops_core.settings import CandidateName, Settings
+from mlops_core.training import (
+    Candidate,
+    Evaluation,
+    Split,
+    evaluate,
+    fit_candidate,
+    select_best,
+    split_holdout,
+)
+
+
+@task(name="split-holdout", cache_policy=NO_CACHE)
+def split_training_data(data: LoadedData, settings: Settings) -> Split:
+    split = split_holdout(
+        data.frame,
+        features=data.feature_columns,
+        target=data.target,
+        holdout_fraction=settings.training.holdout_fraction,
+        timestamp=settings.data.timestamp,
+        seed=settings.training.random_seed,
+    )
+    get_run_logger().info("split %s: %d train, %d holdout", split.strategy, len(split.x_train), len(split.x_holdout))
+    return split
+
+
+@task(name="train-candidate", task_run_name="train-{name}", cache_policy=NO_CACHE)
+def train_candidate(name: CandidateName, split: Split, seed: int) -> Candidate:
+    candidate = fit_candidate(name, split, seed)
+    get_run_logger().info("fitted %s in %.1f s", name, candidate.fit_seconds)
+    return candidate
+
+
+@task(name="evaluate-candidates", cache_policy=NO_CACHE)
+def evaluate_candidates(candidates: list[Candidate], split: Split, settings: Settings) -> Evaluation:
+    """Scores every candidate on the same holdout and picks the best by the primary metric."""
+    logger = get_run_logger()
+    scored = []
+    for candidate in candidates:
+        metrics = evaluate(candidate.pipeline, split.x_holdout, split.y_holdout)
+        scored.append(replace(candidate, metrics=metrics))
+        logger.info("%s: %s", candidate.name, {k: round(v, 4) for k, v in metrics.items()})
+    best = select_best(scored, settings.training.primary_metric)
+    logger.info("best candidate by %s: %s", settings.training.primary_metric, best.name)
+    return Evaluation(candidates=scored, best=best)
+
+
+@task(name="profile-reference-data", cache_policy=NO_CACHE)
+def profile_reference_data(data: LoadedData, split: Split, settings: Settings) -> tuple[DatasetProfile, pd.DataFrame]:
+    """The training rows' profile and a sample of them: what monitoring will compare live data against."""
+    train_rows = data.frame.loc[split.x_train.index]
+    profile = profile_frame(
+        train_rows, feature_columns=data.feature_columns, target=data.target, data_digest=data.digest
+    )
+    rows = min(settings.training.reference_sample_rows, len(train_rows))
+    sample = train_rows.sample(n=rows, random_state=settings.training.random_seed).sort_index()
+    return profile, sample
