@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +35,12 @@ class DataSettings(BaseModel):
     window_days: int | None = Field(
         default=None, ge=1, description="Train on the newest N daily batches only; all batches when unset."
     )
+
+    @field_validator("entity_id", "timestamp", mode="before")
+    @classmethod
+    def _empty_means_none(cls, value: str | None) -> str | None:
+        # A user file without these columns sets MLOPS_DATA__TIMESTAMP="" in the environment.
+        return value or None
 
 
 class ValidationSettings(BaseModel):

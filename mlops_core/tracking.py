@@ -16,6 +16,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 from mlflow.models.signature import ModelSignature
+from mlflow.types.schema import ColSpec, Schema
 from pydantic import BaseModel
 
 from mlops_core import registry
@@ -71,10 +72,18 @@ def signature_digest(signature: ModelSignature) -> str:
     return _digest(signature.inputs.to_dict())
 
 
-def _signature(candidate: Candidate, example: pd.DataFrame) -> ModelSignature:
-    # Integer features are declared as doubles: a missing value at inference time arrives as a float.
+def model_signature(candidate: Candidate, split: Split) -> ModelSignature:
+    """Input schema from the training data, not from a small example, so it is stable across runs.
+
+    Integer features are declared as doubles (a missing value arrives as a float), and a column is optional
+    exactly when the training data had missing values in it (the pipeline imputes them).
+    """
+    example = split.x_holdout.head(200)
     integers = {c: "float64" for c in example.columns if pd.api.types.is_integer_dtype(example[c])}
-    return infer_signature(example.astype(integers), candidate.pipeline.predict(example))
+    inferred = infer_signature(example.astype(integers), candidate.pipeline.predict(example))
+    nullable = split.x_train.isna().any()
+    inputs = Schema([ColSpec(col.type, col.name, required=not nullable[col.name]) for col in inferred.inputs.inputs])
+    return ModelSignature(inputs=inputs, outputs=inferred.outputs)
 
 
 def log_training_run(
@@ -94,8 +103,7 @@ def log_training_run(
 
     An exception anywhere marks the run FAILED and registers nothing.
     """
-    example = split.x_holdout.head(200)
-    signature = _signature(best, example)
+    signature = model_signature(best, split)
     params_digest = _digest({"candidate": best.name, "params": best.params, "split": split.strategy})
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{data.digest[:8]}") as run:
         mlflow.set_tags(

@@ -1,0 +1,74 @@
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from mlops_core.generator import ENTITY_ID, TARGET, TIMESTAMP, generate_day, write_batches
+
+DAY = date(2026, 11, 1)
+
+
+def test_same_seed_and_day_give_identical_data():
+    a = generate_day(DAY, 2_000, seed=3)
+    b = generate_day(DAY, 2_000, seed=3)
+    pd.testing.assert_frame_equal(a, b)
+    assert not generate_day(DAY, 2_000, seed=4).equals(a)
+
+
+def test_day_is_independent_of_the_other_days_written(tmp_path):
+    short = write_batches(tmp_path / "a", rows=3_000, days=3, start=DAY)
+    long = write_batches(tmp_path / "b", rows=5_000, days=5, start=DAY)
+    pd.testing.assert_frame_equal(pd.read_parquet(short[0]), pd.read_parquet(long[0]))
+    assert [p.name for p in long] == [f"2026-11-0{d}.parquet" for d in range(1, 6)]
+
+
+def test_realistic_shape_ids_timestamps_and_missing_values():
+    frame = generate_day(DAY, 20_000)
+    assert frame[ENTITY_ID].dtype == np.int64
+    assert str(frame[TIMESTAMP].dt.tz) == "UTC"
+    assert frame[TIMESTAMP].dt.date.eq(DAY).all()
+    assert frame[TIMESTAMP].is_monotonic_increasing
+    assert 0.1 < frame[TARGET].mean() < 0.35
+    missing = frame.isna().mean()
+    assert missing[["annual_income", "employment_years", "credit_score", "home_ownership"]].gt(0.005).all()
+    assert missing[[TARGET, ENTITY_ID, TIMESTAMP, "loan_amount"]].eq(0).all()
+    assert {"home_ownership", "loan_purpose", "region"} <= set(frame.select_dtypes("category").columns)
+
+
+def _stale_model_scores(train: pd.DataFrame, *tests: pd.DataFrame) -> list[tuple[float, float]]:
+    """(ROC AUC, mean predicted minus observed default rate) of a model fitted on ``train``, per test frame."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+
+    features = [c for c in train.columns if c not in (TARGET, ENTITY_ID, TIMESTAMP)]
+    model = HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=0)
+    model.fit(train[features], train[TARGET])
+    scores = []
+    for test in tests:
+        probability = model.predict_proba(test[features])[:, 1]
+        scores.append((roc_auc_score(test[TARGET], probability), float(probability.mean() - test[TARGET].mean())))
+    return scores
+
+
+def test_covariate_drift_moves_features_but_keeps_the_label_relation():
+    base = generate_day(DAY, 40_000, scenario="none")
+    fresh = generate_day(date(2026, 11, 2), 40_000)
+    drifted = generate_day(DAY, 40_000, scenario="covariate")
+    assert drifted["credit_score"].mean() < base["credit_score"].mean() - 30
+    assert drifted["debt_to_income"].mean() > base["debt_to_income"].mean() + 0.05
+    assert drifted[TARGET].mean() > base[TARGET].mean() + 0.15
+    # P(default | features) is unchanged: the old model still ranks well and explains most of the higher rate.
+    (auc_fresh, _), (auc_drifted, gap) = _stale_model_scores(base, fresh, drifted)
+    assert auc_drifted > auc_fresh - 0.03
+    assert abs(gap) < 0.05
+
+
+def test_concept_drift_changes_the_label_relation_not_the_features():
+    base = generate_day(DAY, 40_000, scenario="none")
+    fresh = generate_day(date(2026, 11, 2), 40_000)
+    concept = generate_day(DAY, 40_000, scenario="concept")
+    assert abs(concept["credit_score"].mean() - base["credit_score"].mean()) < 3
+    assert abs(concept["debt_to_income"].mean() - base["debt_to_income"].mean()) < 0.01
+    # The old model loses much of its ranking power: the risk drivers changed.
+    (auc_fresh, _), (auc_concept, _) = _stale_model_scores(base, fresh, concept)
+    assert auc_concept < auc_fresh - 0.05
