@@ -1,5 +1,8 @@
-"""Shared core of the project: settings, data, schemas and registry conventions used by flows and the service."""
+"""Shared core: settings, data, validation, training, registry conventions and reports.
 
-from mlops_core.telemetry import disable_telemetry
+The service imports only settings, profile and registry from here, never the training modules.
+"""
 
-disable_telemetry()
+from mlops_core import library_defaults
+
+library_defaults.apply()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +17,12 @@ data_app = typer.Typer(no_args_is_help=True, help="Generate and inspect training
 gx_app = typer.Typer(no_args_is_help=True, help="The Great Expectations gate.")
 app.add_typer(data_app, name="data")
 app.add_typer(gx_app, name="gx")
+
+
+@app.callback()
+def _local_state() -> None:
+    """Keep Prefect's local database under the project's state directory unless configured otherwise."""
+    os.environ.setdefault("PREFECT_HOME", str(get_settings().prefect_home))
 
 
 def _today() -> date:

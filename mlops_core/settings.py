@@ -94,6 +94,11 @@ class Settings(BaseSettings):
         return self.data.source or self.state_dir / "data" / self.data.dataset
 
     @property
+    def prefect_home(self) -> Path:
+        """Prefect's profile and temporary-server database when no Prefect API is configured."""
+        return self.state_dir / "prefect"
+
+    @property
     def tracking_uri(self) -> str:
         return self.mlflow.tracking_uri or f"sqlite:///{self.state_dir / 'mlflow.db'}"
 
