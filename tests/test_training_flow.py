@@ -162,3 +162,40 @@ def test_a_user_csv_with_its_own_target_and_suite(tmp_path, settings, monkeypatc
     assert client.get_run(result.run_id).data.params["split"].startswith("stratified")
     model = mlflow.sklearn.load_model(result.model_uri)
     assert model.predict(frame.drop(columns=["target"]).head(10)).shape == (10,)
+
+
+def _artifacts(key: str) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+
+
+def test_the_run_summary_and_the_gate_failure_are_left_as_artifacts(settings, loan_batches):
+    result = training_flow()
+    summary = max(_artifacts("training-summary"), key=lambda a: a.created)
+    assert f"{result.name} v{result.version}" in summary.data
+    assert "| hist_gradient_boosting" in summary.data and "| logistic_regression" in summary.data
+    assert result.run_id in summary.data
+
+    _corrupt(loan_batches, "out-of-range")
+    with pytest.raises(DataValidationError):
+        training_flow()
+    failure = max(_artifacts("data-validation-failure"), key=lambda a: a.created)
+    assert "expect_column_values_to_be_between | credit_score" in failure.data
+    assert "Nothing was trained or registered" in failure.data
+
+
+def test_a_failure_while_logging_marks_the_run_failed_and_registers_nothing(settings, loan_batches, monkeypatch):
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("mlops_core.tracking.mlflow.sklearn.log_model", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        training_flow()
+    client = _client(settings)
+    experiment = client.get_experiment_by_name(settings.mlflow.experiment)
+    parents = client.search_runs([experiment.experiment_id], "attributes.run_name LIKE 'train-%'")
+    assert [r.info.status for r in parents] == ["FAILED"]
+    assert _registry_state(settings) == []
