@@ -1,13 +1,14 @@
-"""The training flow: load -> validate (gate) -> split -> train candidates -> evaluate -> log -> register."""
+"""The training flow: load -> validate (gate) -> split -> train candidates -> evaluate -> log -> register -> promote."""
 
 from __future__ import annotations
 
 from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from mlops_core.promotion import TrainingOutcome
 from mlops_core.settings import CandidateName, Settings, get_settings
-from mlops_core.tracking import RegisteredVersion
 from tasks.data import load_training_data
+from tasks.promotion import gate_and_promote
 from tasks.registry import log_to_mlflow, publish_training_summary, register_model_version
 from tasks.training import evaluate_candidates, profile_reference_data, split_training_data, train_candidate
 from tasks.validation import validate_training_data
@@ -38,8 +39,8 @@ def training_flow(
     data_source: str | None = None,
     window_days: int | None = None,
     candidates: list[CandidateName] | None = None,
-) -> RegisteredVersion:
-    """Train candidates on the newest data window and register the best as a new model version.
+) -> TrainingOutcome:
+    """Train candidates on the newest data window, register the best, and promote it if it beats the champion.
 
     Bad data stops the flow at loading or at the Great Expectations gate with nothing registered.
     """
@@ -55,4 +56,5 @@ def training_flow(
     run = log_to_mlflow(data, validation, split, evaluation, reference, settings)
     version = register_model_version(run, data, validation, evaluation, settings)
     publish_training_summary(version, evaluation, validation, data, split, settings)
-    return version
+    decision = gate_and_promote(settings, version.version)
+    return TrainingOutcome(registered=version, promotion=decision)

@@ -16,7 +16,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 data_app = typer.Typer(no_args_is_help=True, help="Generate and inspect training data.")
 gx_app = typer.Typer(no_args_is_help=True, help="The Great Expectations gate.")
 app.add_typer(data_app, name="data")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys of the prediction service (stored only as hashes).")
 app.add_typer(gx_app, name="gx")
+app.add_typer(keys_app, name="keys")
 
 
 @app.callback()
@@ -86,11 +88,70 @@ def train(
     """Run the training flow in this process (against the configured Prefect API, or an ephemeral one)."""
     from flows.training import training_flow
 
-    version = training_flow(data_source=data_source, window_days=window_days)
+    outcome = training_flow(data_source=data_source, window_days=window_days)
+    version = outcome.registered
     typer.echo(
         f"registered {version.name} version {version.version} (semver {version.semver}); "
         f"{version.primary_metric}={version.metrics[version.primary_metric]:.4f}"
     )
+    _echo_decision(outcome.promotion)
+
+
+def _echo_decision(decision) -> None:
+    state = f"now {decision.alias}" if decision.moved else f"not moved to {decision.alias}"
+    typer.echo(f"{decision.outcome}: version {decision.version} ({decision.semver}) {state}")
+    for reason in decision.reasons:
+        typer.echo(f"  - {reason}")
+
+
+@app.command()
+def promote(
+    version: Annotated[int, typer.Argument(help="Registered model version to promote.")],
+    force: Annotated[bool, typer.Option(help="Skip the metric gate (recorded as forced, with --reason).")] = False,
+    reason: Annotated[str, typer.Option(help="Why; required with --force.")] = "",
+    by: Annotated[str | None, typer.Option(help="Who asks; default: the current user.")] = None,
+    alias: Annotated[str | None, typer.Option(help="champion or challenger; default: from settings.")] = None,
+) -> None:
+    """Run the promotion flow: gate VERSION against the champion and move the alias when it passes."""
+    from flows.promotion import promotion_flow
+    from mlops_core.promotion import PromotionError
+
+    try:
+        decision = promotion_flow(version=version, force=force, reason=reason, requested_by=by, alias=alias)
+    except PromotionError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    _echo_decision(decision)
+
+
+@app.command()
+def rollback(
+    reason: Annotated[str, typer.Option(help="Why the champion is rolled back (recorded).")],
+    to: Annotated[int | None, typer.Option(help="Version to roll back to; default: the previous champion.")] = None,
+    by: Annotated[str | None, typer.Option(help="Who asks; default: the current user.")] = None,
+) -> None:
+    """Run the rollback flow: champion goes back to the previous champion from the audit log."""
+    from flows.rollback import rollback_flow
+    from mlops_core.promotion import PromotionError
+
+    try:
+        decision = rollback_flow(reason=reason, to_version=to, requested_by=by)
+    except PromotionError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    _echo_decision(decision)
+
+
+@app.command()
+def history() -> None:
+    """Print the alias audit log of the registered model, oldest first."""
+    from mlops_core.audit import AuditLog
+
+    settings = get_settings()
+    for move in AuditLog(settings.audit_url).history(settings.mlflow.registered_model):
+        forced = " (forced)" if move.forced else ""
+        typer.echo(
+            f"{move.moved_at:%Y-%m-%d %H:%M:%S} {move.alias:<10} {move.from_version or '-'} -> {move.to_version or '-'} "
+            f"{move.action}{forced} by {move.actor}: {move.reason}"
+        )
 
 
 @app.command()
@@ -105,6 +166,45 @@ def demo(
         generate(rows=rows, days=days, start=None, scenario="none", strength=1.0, seed=0, out=source)
     train(data_source=None, window_days=None)
     typer.echo(f"state: {settings.state_dir}  (MLflow UI: mlflow ui --backend-store-uri {settings.tracking_uri})")
+
+
+@keys_app.command("create")
+def create_key(
+    name: Annotated[str, typer.Option(help="Who or what uses the key, for the listing.")],
+    admin: Annotated[bool, typer.Option(help="Also allow the admin endpoints (model reload).")] = False,
+    rate_limit: Annotated[
+        int | None, typer.Option(min=1, help="Requests per rate window for this key; default: the service's.")
+    ] = None,
+) -> None:
+    """Create a key and print it once: only its hash is stored."""
+    from mlops_core.api_keys import ADMIN, PREDICT, KeyStore
+
+    scope = ADMIN if admin else PREDICT
+    key_id, key = KeyStore(get_settings().key_store).create(name, scope=scope, rate_limit=rate_limit)
+    typer.echo(f"key id: {key_id}", err=True)
+    typer.echo(key)
+
+
+@keys_app.command("revoke")
+def revoke_key(key_id: Annotated[str, typer.Argument(help="The key id shown by create and list.")]) -> None:
+    """Revoke a key; running services refuse it within seconds."""
+    from mlops_core.api_keys import KeyStore
+
+    if not KeyStore(get_settings().key_store).revoke(key_id):
+        typer.echo(f"no active key with id {key_id!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {key_id}")
+
+
+@keys_app.command("list")
+def list_keys() -> None:
+    """Key ids, names and dates (never the keys)."""
+    from mlops_core.api_keys import KeyStore
+
+    for record in KeyStore(get_settings().key_store).list():
+        state = f"revoked {record.revoked_at}" if record.revoked_at else "active"
+        limit = f"limit {record.rate_limit}" if record.rate_limit else "default limit"
+        typer.echo(f"{record.key_id}  {record.name}  {record.scope}  {limit}  created {record.created_at}  {state}")
 
 
 @app.command("settings")

@@ -36,6 +36,7 @@ MODEL_ARTIFACT = "model"
 # Files inside the logged model's directory (MLflow ``extra_files``), so they travel with every version.
 PROFILE_FILE = "reference_profile.json"
 REFERENCE_SAMPLE_ARTIFACT = "reference/sample.parquet"
+EVALUATION_ARTIFACT = "evaluation/holdout.parquet"
 
 
 def connect(settings: Settings) -> MlflowClient:

@@ -71,6 +71,55 @@ class MlflowSettings(BaseModel):
     registered_model: str = "loan-default"
 
 
+class PromotionSettings(BaseModel):
+    """The promotion gate: when a new version may replace the champion, and where alias moves are audited."""
+
+    mode: Literal["champion", "challenger"] = Field(
+        default="champion", description="Alias a version that passes the gate moves to."
+    )
+    primary_metric: Literal["roc_auc", "accuracy", "log_loss", "brier"] = "roc_auc"
+    min_improvement: float = Field(default=0.0, ge=0.0, description="Margin the primary metric must improve by.")
+    guard_tolerances: dict[MetricName, float] = Field(
+        default={"log_loss": 0.01, "ece": 0.02, "accuracy": 0.01},
+        description="Largest regression allowed per guard metric (absolute, in the metric's own units).",
+    )
+    floor: dict[MetricName, float] = Field(
+        default={"roc_auc": 0.6}, description="Absolute bounds the first model must clear."
+    )
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    bootstrap_resamples: int = Field(default=1000, ge=100)
+    max_eval_rows: int = Field(default=20_000, ge=100, description="Holdout rows kept for the gate, sampled.")
+    audit_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in the state dir.")
+
+
+class ServiceSettings(BaseModel):
+    """The prediction service. Unset stores fall back to SQLite files under <state_dir>/service/."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=3000, ge=1, le=65535)
+    workers: int = Field(default=2, ge=1)
+    key_store: Path | None = Field(default=None, description="SQLite file of API key hashes.")
+    rate_limit: int = Field(default=600, ge=1, description="Requests per key per rate window, across workers.")
+    rate_window_seconds: float = Field(default=60.0, gt=0)
+    rate_limit_store: Path | None = Field(default=None, description="SQLite file shared by all workers.")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_batch_rows: int = Field(default=1000, ge=1)
+    out_of_range: Literal["refuse", "flag"] = Field(
+        default="flag", description="What to do with a value far outside the training range or an unseen category."
+    )
+    range_headroom: float = Field(
+        default=0.5, ge=0.0, description="Allowed distance beyond the training min/max, as a fraction of the span."
+    )
+    prediction_log: bool = Field(default=True, description="Write every answered prediction before answering.")
+    prediction_log_url: str | None = Field(default=None, description="SQLAlchemy URL, e.g. postgresql+psycopg://...")
+    security_log_url: str | None = Field(default=None, description="SQLAlchemy URL of the security event log.")
+    poll_seconds: float = Field(default=10.0, gt=0, description="How often each worker asks the registry.")
+    open_paths: list[str] = Field(
+        default=["/livez", "/readyz", "/healthz", "/metrics"], description="Paths served without an API key."
+    )
+    request_timeout_seconds: float = Field(default=30.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MLOPS_", env_nested_delimiter="__", env_file=".env", extra="ignore")
 
@@ -79,6 +128,8 @@ class Settings(BaseSettings):
     validation: ValidationSettings = ValidationSettings()
     training: TrainingSettings = TrainingSettings()
     mlflow: MlflowSettings = MlflowSettings()
+    promotion: PromotionSettings = PromotionSettings()
+    service: ServiceSettings = ServiceSettings()
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> Settings:
@@ -109,6 +160,30 @@ class Settings(BaseSettings):
     @property
     def artifact_root(self) -> str:
         return self.mlflow.artifact_root or (self.state_dir / "mlartifacts").as_uri()
+
+    @property
+    def service_dir(self) -> Path:
+        return self.state_dir / "service"
+
+    @property
+    def key_store(self) -> Path:
+        return self.service.key_store or self.service_dir / "keys.db"
+
+    @property
+    def rate_limit_store(self) -> Path:
+        return self.service.rate_limit_store or self.service_dir / "ratelimit.db"
+
+    @property
+    def prediction_log_url(self) -> str:
+        return self.service.prediction_log_url or f"sqlite:///{self.service_dir / 'predictions.db'}"
+
+    @property
+    def security_log_url(self) -> str:
+        return self.service.security_log_url or f"sqlite:///{self.service_dir / 'security.db'}"
+
+    @property
+    def audit_url(self) -> str:
+        return self.promotion.audit_url or f"sqlite:///{self.state_dir / 'registry_audit.db'}"
 
     def ensure_dirs(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)

@@ -98,6 +98,8 @@ def log_training_run(
     primary_metric: str,
     profile: DatasetProfile,
     reference_sample: pd.DataFrame,
+    evaluation_rows: int,
+    seed: int,
 ) -> LoggedRun:
     """One parent run with the chosen model, one child run per candidate for side-by-side comparison.
 
@@ -125,6 +127,7 @@ def log_training_run(
                 "last_file": Path(data.files[-1]).name,
                 "features": len(data.feature_columns),
                 "primary_metric": primary_metric,
+                "target": data.target,
                 "best_candidate": best.name,
                 **{f"model.{k}": v for k, v in best.params.items()},
             }
@@ -145,6 +148,13 @@ def log_training_run(
             sample_path = Path(tmp) / Path(registry.REFERENCE_SAMPLE_ARTIFACT).name
             reference_sample.to_parquet(sample_path, index=False)
             mlflow.log_artifact(str(sample_path), Path(registry.REFERENCE_SAMPLE_ARTIFACT).parent.as_posix())
+            # The rows the promotion gate scores this version and the champion on, now or on a later request.
+            holdout = split.x_holdout.assign(**{data.target: split.y_holdout})
+            holdout_path = Path(tmp) / Path(registry.EVALUATION_ARTIFACT).name
+            holdout.sample(n=min(evaluation_rows, len(holdout)), random_state=seed).to_parquet(
+                holdout_path, index=False
+            )
+            mlflow.log_artifact(str(holdout_path), Path(registry.EVALUATION_ARTIFACT).parent.as_posix())
             mlflow.log_artifact(str(profile_path), "reference")
             info = mlflow.sklearn.log_model(
                 sk_model=best.pipeline,

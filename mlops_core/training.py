@@ -159,20 +159,26 @@ def expected_calibration_error(y_true: np.ndarray, probability: np.ndarray, bins
     return float(total)
 
 
-def evaluate(pipeline: Pipeline, x: pd.DataFrame, y: pd.Series) -> dict[str, float]:
-    classes = list(pipeline.classes_)
-    positive = classes[1]
-    probability = pipeline.predict_proba(x)[:, 1]
-    predicted = np.where(probability >= 0.5, positive, classes[0])
-    truth = (y.to_numpy() == positive).astype(int)
+def probability_metrics(truth: np.ndarray, probability: np.ndarray) -> dict[str, float]:
+    """Metrics of positive-class probabilities against 0/1 truth, at the 0.5 threshold where one is needed."""
+    predicted = (probability >= 0.5).astype(int)
     return {
         "roc_auc": float(roc_auc_score(truth, probability)),
-        "accuracy": float(accuracy_score(y, predicted)),
-        "f1": float(f1_score(truth, (predicted == positive).astype(int))),
+        "accuracy": float(accuracy_score(truth, predicted)),
+        "f1": float(f1_score(truth, predicted)),
         "log_loss": float(log_loss(truth, probability, labels=[0, 1])),
         "brier": float(brier_score_loss(truth, probability)),
         "ece": expected_calibration_error(truth, probability),
     }
+
+
+def positive_truth(pipeline: Pipeline, y: pd.Series) -> np.ndarray:
+    """Labels as 0/1, with 1 for the class the pipeline treats as positive (its second class)."""
+    return (y.to_numpy() == pipeline.classes_[1]).astype(int)
+
+
+def evaluate(pipeline: Pipeline, x: pd.DataFrame, y: pd.Series) -> dict[str, float]:
+    return probability_metrics(positive_truth(pipeline, y), pipeline.predict_proba(x)[:, 1])
 
 
 def better(metric: MetricName, a: float, b: float) -> bool:

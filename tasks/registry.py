@@ -38,6 +38,8 @@ def log_to_mlflow(
         primary_metric=settings.training.primary_metric,
         profile=profile,
         reference_sample=sample,
+        evaluation_rows=settings.promotion.max_eval_rows,
+        seed=settings.training.random_seed,
     )
     get_run_logger().info("logged MLflow run %s with model %s", run.run_id, run.model_uri)
     return run

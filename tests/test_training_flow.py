@@ -34,7 +34,7 @@ def _registry_state(settings: Settings) -> list[tuple[int, dict]]:
 
 
 def test_registers_a_version_with_signature_tags_and_reference(settings, loan_batches):
-    result = training_flow()
+    result = training_flow().registered
 
     client = _client(settings)
     version = client.get_model_version(settings.mlflow.registered_model, str(result.version))
@@ -74,11 +74,11 @@ def _feature_columns(settings: Settings) -> list[str]:
 
 
 def test_semver_follows_data_and_schema(settings, loan_batches):
-    assert training_flow().semver == "1.0.0"
-    assert training_flow().semver == "1.0.1"  # same data, same parameters
+    assert training_flow().registered.semver == "1.0.0"
+    assert training_flow().registered.semver == "1.0.1"  # same data, same parameters
     write_batches(loan_batches, rows=1_000, days=1, start=date(2026, 11, 5), seed=7)
-    assert training_flow().semver == "1.1.0"  # new data
-    assert training_flow(window_days=2).semver == "1.2.0"  # another window
+    assert training_flow().registered.semver == "1.1.0"  # new data
+    assert training_flow(window_days=2).registered.semver == "1.2.0"  # another window
 
 
 def _corrupt(directory: Path, how: str) -> None:
@@ -121,7 +121,7 @@ def _corrupt(directory: Path, how: str) -> None:
     ],
 )
 def test_bad_data_stops_the_flow_and_leaves_the_registry_as_it_was(settings, loan_batches, how, error, message):
-    good = training_flow()
+    good = training_flow().registered
     before = _registry_state(settings)
     _corrupt(loan_batches, how)
     with pytest.raises(error, match=message):
@@ -154,7 +154,7 @@ def test_a_user_csv_with_its_own_target_and_suite(tmp_path, settings, monkeypatc
     monkeypatch.setenv("MLOPS_MLFLOW__REGISTERED_MODEL", "breast-cancer")
     get_settings.cache_clear()
 
-    result = training_flow()
+    result = training_flow().registered
 
     assert result.name == "breast-cancer" and result.version == 1
     assert result.metrics["roc_auc"] > 0.95
@@ -173,7 +173,7 @@ def _artifacts(key: str) -> list:
 
 
 def test_the_run_summary_and_the_gate_failure_are_left_as_artifacts(settings, loan_batches):
-    result = training_flow()
+    result = training_flow().registered
     summary = max(_artifacts("training-summary"), key=lambda a: a.created)
     assert f"{result.name} v{result.version}" in summary.data
     assert "| hist_gradient_boosting" in summary.data and "| logistic_regression" in summary.data
