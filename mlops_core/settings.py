@@ -120,6 +120,24 @@ class ServiceSettings(BaseModel):
     request_timeout_seconds: float = Field(default=30.0, gt=0)
 
 
+class MonitoringSettings(BaseModel):
+    """The scheduled drift check over the prediction log, and when it triggers retraining."""
+
+    window_hours: float = Field(default=24.0, gt=0, description="Window of the first check (later: since the last).")
+    min_rows: int = Field(default=200, ge=1, description="Fewer logged rows in the window: skip, with the reason.")
+    max_rows: int = Field(default=50_000, ge=1000, description="Rows sampled from a larger window.")
+    drift_method: str = Field(default="psi", description="Evidently drift method for every column.")
+    column_drift_threshold: float = Field(default=0.1, gt=0, description="PSI above which a column has drifted.")
+    drift_share_threshold: float = Field(default=0.3, gt=0, le=1, description="Share of drifted columns that alerts.")
+    min_labelled_rows: int = Field(default=200, ge=10, description="Labelled rows needed to judge quality.")
+    quality_drop_threshold: float = Field(default=0.05, gt=0, description="Drop of ROC AUC vs the holdout that alerts.")
+    cooldown_hours: float = Field(default=12.0, ge=0, description="Least time between two triggered retrainings.")
+    retraining_deployment: str = "training/retrain"
+    experiment: str = "monitoring"
+    alert_webhook_url: str | None = Field(default=None, description="POSTed a JSON alert; nothing is sent when unset.")
+    state_url: str | None = Field(default=None, description="SQLAlchemy URL of the check history.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MLOPS_", env_nested_delimiter="__", env_file=".env", extra="ignore")
 
@@ -129,6 +147,7 @@ class Settings(BaseSettings):
     training: TrainingSettings = TrainingSettings()
     mlflow: MlflowSettings = MlflowSettings()
     promotion: PromotionSettings = PromotionSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     service: ServiceSettings = ServiceSettings()
 
     @model_validator(mode="after")
@@ -184,6 +203,10 @@ class Settings(BaseSettings):
     @property
     def audit_url(self) -> str:
         return self.promotion.audit_url or f"sqlite:///{self.state_dir / 'registry_audit.db'}"
+
+    @property
+    def monitoring_state_url(self) -> str:
+        return self.monitoring.state_url or f"sqlite:///{self.state_dir / 'monitoring.db'}"
 
     def ensure_dirs(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)

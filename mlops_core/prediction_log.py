@@ -1,0 +1,190 @@
+"""The prediction log: every answered prediction, written by the service, read by monitoring.
+
+SQLite in WAL mode by default, any SQLAlchemy URL (PostgreSQL in production) by settings. Class labels and
+ground truth are stored as text so that integer and string targets share one schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import queue
+import threading
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    select,
+    update,
+)
+from sqlalchemy.exc import OperationalError
+
+metadata = MetaData()
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("prediction_id", String(36), primary_key=True),
+    Column("ts", DateTime(timezone=True), nullable=False, index=True),
+    Column("model_name", String(200), nullable=False),
+    Column("model_version", Integer, nullable=False),
+    Column("model_semver", String(40)),
+    Column("variant", String(20), nullable=False),
+    Column("input_hash", String(64), nullable=False),
+    Column("features", JSON, nullable=False),
+    Column("prediction", String(200), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("probabilities", JSON, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("key_id", String(64)),
+    Column("flags", JSON),
+    Column("ground_truth", String(200)),
+    Column("ground_truth_ts", DateTime(timezone=True)),
+)
+
+
+def engine_for(url: str, tables: MetaData = metadata) -> Engine:
+    """An engine with the tables created; SQLite files get WAL so readers never block the writer.
+
+    ``synchronous=NORMAL`` in WAL mode keeps every committed row through a process kill (SIGKILL, OOM); only
+    an operating-system crash can lose the last commits. A busy timeout lets several workers share the file.
+    """
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(connection: Any, _record: Any) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    try:
+        tables.create_all(engine)
+    except OperationalError:
+        tables.create_all(engine)  # another worker created them between the check and the create
+    return engine
+
+
+def input_hash(features: Mapping[str, Any]) -> str:
+    """SHA-256 of the row in canonical JSON: equal inputs hash equal whatever the key order."""
+    return hashlib.sha256(json.dumps(features, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class GroupWriter:
+    """Inserts rows from many concurrent requests in one transaction per batch (group commit).
+
+    A caller waits on the returned future before it answers, so an acknowledged row is committed; while one
+    batch commits, the next one collects, so the cost per row falls as load rises.
+    """
+
+    def __init__(self, engine: Engine, table: Table, *, max_batch: int = 512) -> None:
+        self.engine = engine
+        self._table = table
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[tuple[list[dict[str, Any]], Future[None]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=f"{table.name}-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, rows: list[dict[str, Any]]) -> Future[None]:
+        future: Future[None] = Future()
+        self._queue.put((rows, future))
+        return future
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._write(batch)
+            if stop:
+                return
+
+    def _write(self, batch: list[tuple[list[dict[str, Any]], Future[None]]]) -> None:
+        rows = [row for rows, _ in batch for row in rows]
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(self._table.insert(), rows)
+        except Exception as exc:  # every waiting request learns its rows were not stored
+            for _, future in batch:
+                future.set_exception(exc)
+            return
+        for _, future in batch:
+            future.set_result(None)
+
+
+def record_ground_truth(engine: Engine, prediction_id: str, ground_truth: str) -> bool:
+    """Attach the observed outcome to a logged prediction; False when the prediction id is unknown."""
+    with engine.begin() as connection:
+        result = connection.execute(
+            update(predictions)
+            .where(predictions.c.prediction_id == prediction_id)
+            .values(ground_truth=ground_truth, ground_truth_ts=utc_now())
+        )
+    return result.rowcount == 1
+
+
+def read_predictions(
+    url: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    model_name: str | None = None,
+) -> pd.DataFrame:
+    """Logged predictions in time order (features as a dict column; ``feature_frame`` expands them)."""
+    query = select(predictions).order_by(predictions.c.ts)
+    if since is not None:
+        query = query.where(predictions.c.ts >= since)
+    if until is not None:
+        query = query.where(predictions.c.ts < until)
+    if model_name is not None:
+        query = query.where(predictions.c.model_name == model_name)
+    engine = engine_for(url)
+    try:
+        with engine.connect() as connection:
+            return pd.DataFrame(connection.execute(query).mappings().all(), columns=list(predictions.c.keys()))
+    finally:
+        engine.dispose()
+
+
+def feature_frame(rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """One column per feature, for comparing served inputs with the training profile."""
+    features = rows["features"] if isinstance(rows, pd.DataFrame) else [row["features"] for row in rows]
+    return pd.DataFrame.from_records(list(features))

@@ -1,0 +1,43 @@
+"""The security event log: refused keys, rate-limit hits and refused inputs, never a key itself."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, select
+
+from mlops_core.prediction_log import engine_for
+
+INVALID_KEY = "invalid_key"
+MISSING_KEY = "missing_key"
+RATE_LIMITED = "rate_limited"
+INVALID_INPUT = "invalid_input"
+
+metadata = MetaData()
+
+security_events = Table(
+    "security_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", DateTime(timezone=True), nullable=False, index=True),
+    Column("event_type", String(40), nullable=False),
+    Column("client", String(100)),
+    Column("user_agent", String(500)),
+    Column("key_id", String(64)),
+    Column("method", String(10)),
+    Column("path", String(500)),
+    Column("detail", JSON),
+)
+
+
+def read_security_events(url: str, *, since: datetime | None = None) -> pd.DataFrame:
+    query = select(security_events).order_by(security_events.c.id)
+    if since is not None:
+        query = query.where(security_events.c.ts >= since)
+    engine = engine_for(url, metadata)
+    try:
+        with engine.connect() as connection:
+            return pd.DataFrame(connection.execute(query).mappings().all(), columns=list(security_events.c.keys()))
+    finally:
+        engine.dispose()

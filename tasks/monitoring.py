@@ -1,0 +1,254 @@
+"""Monitoring tasks: window, reference, sample, drift, quality, logging, decision and trigger."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import mlflow
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
+
+from mlops_core import registry
+from mlops_core.monitoring import (
+    CheckHistory,
+    CheckRecord,
+    DriftResult,
+    MonitoringError,
+    QualityResult,
+    Reference,
+    WindowSample,
+    champion_reference,
+    check_window,
+    drift_report,
+    next_episode,
+    quality_against_holdout,
+    sample_window,
+    sampling_error_bound,
+)
+from mlops_core.prediction_log import engine_for
+from mlops_core.reports import monitoring_markdown
+from mlops_core.security_log import read_security_events
+from mlops_core.settings import Settings
+
+Window = tuple[datetime, datetime]
+
+
+@task(name="open-check-window", cache_policy=NO_CACHE)
+def open_check_window(settings: Settings, window_hours: float | None) -> Window:
+    now = datetime.now(UTC)
+    if window_hours is not None:
+        return now - timedelta(hours=window_hours), now
+    history = CheckHistory(settings.monitoring_state_url)
+    return check_window(history, settings.mlflow.registered_model, settings.monitoring, now)
+
+
+@task(name="load-champion-reference", cache_policy=NO_CACHE)
+def load_champion_reference(settings: Settings) -> Reference:
+    reference = champion_reference(registry.connect(settings), settings.mlflow.registered_model)
+    get_run_logger().info(
+        "reference: %s v%d (%s), %d sample rows",
+        reference.model,
+        reference.version,
+        reference.semver,
+        len(reference.sample),
+    )
+    return reference
+
+
+@task(name="sample-prediction-window", cache_policy=NO_CACHE)
+def sample_prediction_window(settings: Settings, window: Window, reference: Reference) -> WindowSample:
+    engine = engine_for(settings.prediction_log_url)
+    try:
+        sample = sample_window(engine, reference.model, *window, reference.profile, settings.monitoring.max_rows)
+    finally:
+        engine.dispose()
+    get_run_logger().info(
+        "window %s .. %s: %d rows logged, %d sampled (CDF error bound %.4f), %d malformed skipped %s",
+        *window,
+        sample.rows_in_window,
+        sample.rows,
+        sampling_error_bound(sample.rows),
+        sample.malformed,
+        sample.malformed_reasons or "",
+    )
+    return sample
+
+
+def skip_reason(sample: WindowSample, settings: Settings) -> str | None:
+    if sample.rows >= settings.monitoring.min_rows:
+        return None
+    malformed = f" ({sample.malformed} malformed rows skipped)" if sample.malformed else ""
+    return f"{sample.rows} usable rows in the window{malformed}, fewer than the minimum {settings.monitoring.min_rows}"
+
+
+@task(name="record-skipped-check", cache_policy=NO_CACHE)
+def record_skipped_check(settings: Settings, window: Window, reason: str) -> CheckRecord:
+    record = CheckRecord(
+        checked_at=datetime.now(UTC),
+        model=settings.mlflow.registered_model,
+        window_start=window[0],
+        window_end=window[1],
+        status="skipped",
+        reason=reason,
+    )
+    record.id = CheckHistory(settings.monitoring_state_url).record(record)
+    get_run_logger().warning("check skipped: %s", reason)
+    create_markdown_artifact(key="monitoring-check", markdown=f"# Monitoring check skipped\n\n{reason}")
+    return record
+
+
+@task(name="measure-drift", cache_policy=NO_CACHE)
+def measure_drift(reference: Reference, sample: WindowSample, settings: Settings) -> DriftResult:
+    drift = drift_report(reference.sample, sample.features, reference.profile, settings.monitoring)
+    get_run_logger().info("drift share %.2f, drifted: %s", drift.drift_share, list(drift.drifted_columns))
+    return drift
+
+
+@task(name="measure-quality", cache_policy=NO_CACHE)
+def measure_quality(reference: Reference, sample: WindowSample, settings: Settings) -> QualityResult | None:
+    return quality_against_holdout(sample, reference.holdout_metrics, settings.monitoring)
+
+
+@task(name="log-check-to-mlflow", cache_policy=NO_CACHE)
+def log_check_to_mlflow(
+    settings: Settings,
+    window: Window,
+    reference: Reference,
+    sample: WindowSample,
+    drift: DriftResult,
+    quality: QualityResult | None,
+) -> str:
+    """One run per check in the monitoring experiment, so drift share over time is a chart; returns the report."""
+    client = registry.connect(settings)
+    experiment = registry.ensure_experiment(client, settings.monitoring.experiment, settings.artifact_root)
+    metrics = {
+        "drift_share": drift.drift_share,
+        "drifted_columns": len(drift.drifted_columns),
+        "rows_in_window": sample.rows_in_window,
+        "rows_checked": sample.rows,
+        "malformed_rows": sample.malformed,
+        "missing_share": drift.missing_share,
+        **{f"psi.{name}": score for name, score in drift.scores.items()},
+    }
+    if quality:
+        metrics.update({f"current.{k}": v for k, v in quality.current.items()}, quality_drop=quality.drop)
+        metrics["labelled_rows"] = quality.labelled_rows
+    with mlflow.start_run(experiment_id=experiment, run_name=f"check-{window[1]:%Y%m%dT%H%M%S}") as run:
+        mlflow.set_tags({"model": reference.model, "champion_version": reference.version, "semver": reference.semver})
+        mlflow.log_params({"window_start": window[0].isoformat(), "window_end": window[1].isoformat()})
+        mlflow.log_metrics(metrics)
+        with tempfile.TemporaryDirectory() as tmp:
+            html = Path(tmp) / "drift_report.html"
+            drift.snapshot.save_html(str(html))
+            mlflow.log_artifact(str(html), "evidently")
+        uri = mlflow.get_artifact_uri("evidently/drift_report.html")
+    return _browsable(uri, settings, experiment, run.info.run_id)
+
+
+def _browsable(uri: str, settings: Settings, experiment_id: str, run_id: str) -> str:
+    if settings.tracking_uri.startswith(("http://", "https://")):
+        return f"{settings.tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}/artifacts"
+    return uri
+
+
+@task(name="summarise-security-events", cache_policy=NO_CACHE)
+def summarise_security_events(settings: Settings, window: Window) -> dict[str, int]:
+    events = read_security_events(settings.security_log_url, since=window[0])
+    return {str(k): int(v) for k, v in events["event_type"].value_counts().items()} if len(events) else {}
+
+
+@task(name="decide-and-trigger-retraining", cache_policy=NO_CACHE)
+def decide_and_trigger(
+    settings: Settings, window: Window, drift: DriftResult, quality: QualityResult | None
+) -> CheckRecord:
+    """Alert on drift or decay; trigger retraining once per episode and never within the cooldown."""
+    policy, model = settings.monitoring, settings.mlflow.registered_model
+    logger = get_run_logger()
+    history = CheckHistory(settings.monitoring_state_url)
+    reasons = []
+    if drift.drift_share >= policy.drift_share_threshold:
+        reasons.append(
+            f"drift share {drift.drift_share:.2f} >= {policy.drift_share_threshold} ({', '.join(drift.drifted_columns)})"
+        )
+    if quality and quality.drop > policy.quality_drop_threshold:
+        reasons.append(
+            f"ROC AUC {quality.current['roc_auc']:.3f} on {quality.labelled_rows} labelled rows is "
+            f"{quality.drop:.3f} below the holdout's {quality.holdout.get('roc_auc', float('nan')):.3f}"
+        )
+    alert = bool(reasons)
+    episode, already = next_episode(history, model, alert)
+    last_trigger = history.last_trigger(model)
+    cooling = last_trigger and window[1] - last_trigger.checked_at < timedelta(hours=policy.cooldown_hours)
+    record = CheckRecord(
+        checked_at=window[1],
+        model=model,
+        window_start=window[0],
+        window_end=window[1],
+        status="alert" if alert else "ok",
+        drift_share=drift.drift_share,
+        quality_drop=quality.drop if quality else None,
+        episode=episode,
+        reason="; ".join(reasons) or "no drift or decay over the thresholds",
+    )
+    if alert:
+        logger.warning("ALERT %s: %s", model, record.reason)
+        _notify(policy.alert_webhook_url, record)
+        if already:
+            record.reason += f"; retraining already triggered in episode {episode}"
+        elif cooling:
+            record.reason += f"; within the cooldown after the trigger at {last_trigger.checked_at:%Y-%m-%d %H:%M}"
+        else:
+            record.retraining_run_id = _trigger_retraining(policy.retraining_deployment, record)
+            record.triggered = True
+            logger.warning("triggered %s: flow run %s", policy.retraining_deployment, record.retraining_run_id)
+    record.id = history.record(record)
+    return record
+
+
+def _notify(url: str | None, record: CheckRecord) -> None:
+    if not url:
+        return
+    try:
+        httpx.post(url, json=record.model_dump(mode="json"), timeout=10).raise_for_status()
+    except httpx.HTTPError as exc:  # an unreachable webhook must not hide the alert or stop the trigger
+        get_run_logger().error("alert webhook failed: %s", exc)
+
+
+def _trigger_retraining(deployment: str, record: CheckRecord) -> str:
+    cause = "drift" if record.drift_share is not None and "drift share" in record.reason else "quality drop"
+    try:
+        run = run_deployment(
+            name=deployment,
+            timeout=0,
+            as_subflow=False,
+            flow_run_name=f"retrain after {cause} ({record.window_end:%Y-%m-%d %H:%M})",
+            tags=["triggered-by-monitoring", cause.replace(" ", "-")],
+        )
+    except ObjectNotFound as exc:
+        raise MonitoringError(
+            f"retraining deployment {deployment!r} not found; apply prefect.yaml with `prefect deploy`"
+        ) from exc
+    return str(run.id)
+
+
+@task(name="publish-monitoring-summary", cache_policy=NO_CACHE)
+def publish_monitoring_summary(
+    record: CheckRecord,
+    reference: Reference,
+    sample: WindowSample,
+    drift: DriftResult,
+    quality: QualityResult | None,
+    security: dict[str, int],
+    report: str,
+) -> None:
+    create_markdown_artifact(
+        key="monitoring-check",
+        markdown=monitoring_markdown(record, reference, sample, drift, quality, security, report),
+        description=f"{record.status}: drift share {drift.drift_share:.2f}",
+    )
