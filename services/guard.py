@@ -1,0 +1,178 @@
+"""What stands in front of every route: API keys, per-key rate limits, the security event log.
+
+The checks run as ASGI middleware on the whole BentoML app, so they also cover BentoML's own routes (the
+docs, and /metrics when it is not configured open). Rate-limit counters live in a pyrate-limiter SQLite
+bucket guarded by a file lock, so a key's limit holds across all worker processes on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pyrate_limiter import Duration, Limiter, Rate, RateItem, SQLiteBucket
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mlops_core import api_keys, security_log
+from mlops_core.api_keys import ActiveKey, KeyStore
+from mlops_core.prediction_log import GroupWriter, engine_for, utc_now
+from mlops_core.settings import Settings
+
+KEY_REFRESH_SECONDS = 2.0
+
+
+class KeyCache:
+    """Active key hashes, re-read from the key store every few seconds (revocations apply without restart)."""
+
+    def __init__(self, store: KeyStore) -> None:
+        self._store = store
+        self._keys: dict[str, ActiveKey] = {}
+        self._read_at = -math.inf
+        self._lock = threading.Lock()
+
+    def active(self, key_id: str | None = None) -> dict[str, ActiveKey]:
+        """The active keys; an id not seen yet triggers an early re-read (a key just created), at most 4 a second."""
+        age = time.monotonic() - self._read_at
+        if age > KEY_REFRESH_SECONDS or (key_id is not None and key_id not in self._keys and age > 0.25):
+            with self._lock:
+                self._keys = self._store.active()
+                self._read_at = time.monotonic()
+        return self._keys
+
+
+class RateLimits:
+    """One pyrate-limiter bucket per key (its own table in the shared SQLite file)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._path = settings.rate_limit_store
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._default = settings.service.rate_limit
+        self._window_ms = int(settings.service.rate_window_seconds * Duration.SECOND)
+        self._limiters: dict[tuple[str, int], tuple[Limiter, SQLiteBucket]] = {}
+        self._lock = threading.Lock()
+
+    def _limiter(self, key_id: str, limit: int) -> tuple[Limiter, SQLiteBucket]:
+        with self._lock:
+            if (key_id, limit) not in self._limiters:
+                bucket = SQLiteBucket.init_from_file(
+                    [Rate(limit, self._window_ms)],
+                    table=f"key_{key_id}_{limit}",
+                    db_path=str(self._path),
+                    use_file_lock=True,
+                )
+                # The Limiter is kept for its background leak of expired entries.
+                self._limiters[(key_id, limit)] = (Limiter(bucket), bucket)
+            return self._limiters[(key_id, limit)]
+
+    def hit(self, key_id: str, limit: int | None) -> float | None:
+        """None when the request may pass, else the seconds to wait before the next one."""
+        _, bucket = self._limiter(key_id, limit or self._default)
+        # bucket.put holds the bucket's file lock itself. Limiter.try_acquire(blocking=False) would be the
+        # usual call, but pyrate-limiter 4.5.1 passes False to FileLock.acquire as a timeout (TypeError).
+        if bucket.put(RateItem(key_id, bucket.now())):
+            return None
+        wait_ms = bucket.waiting(RateItem(key_id, bucket.now()))
+        return max(wait_ms, 0) / 1000 if isinstance(wait_ms, int) and wait_ms > 0 else self._window_ms / 1000
+
+
+@dataclass
+class SecurityLog:
+    """Events are queued to a writer thread: a refused request never waits for the disk."""
+
+    writer: GroupWriter
+
+    @classmethod
+    def open(cls, settings: Settings) -> SecurityLog:
+        engine = engine_for(settings.security_log_url, security_log.metadata)
+        return cls(GroupWriter(engine, security_log.security_events))
+
+    def record(self, scope: Scope, event_type: str, *, key_id: str | None = None, detail: Any = None) -> None:
+        headers = dict(scope.get("headers") or [])
+        client = scope.get("client")
+        self.writer.submit(
+            [
+                {
+                    "ts": utc_now(),
+                    "event_type": event_type,
+                    "client": f"{client[0]}:{client[1]}" if client else None,
+                    "user_agent": headers.get(b"user-agent", b"").decode("latin-1")[:500] or None,
+                    "key_id": key_id,
+                    "method": scope.get("method"),
+                    "path": scope.get("path", "")[:500],
+                    "detail": detail,
+                }
+            ]
+        )
+
+
+def presented_key(scope: Scope) -> str | None:
+    """The key from ``Authorization: Bearer`` or ``X-API-Key``."""
+    for name, value in scope.get("headers") or []:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+        elif name == b"x-api-key" and value.strip():
+            return value.decode("latin-1").strip()
+    return None
+
+
+async def send_json(send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+    payload = json.dumps(body).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    raw.extend((k.lower().encode(), v.encode()) for k, v in (headers or {}).items())
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": payload})
+
+
+class Guard:
+    """API key check, rate limit and admin scope; the key id travels on in ``scope["state"]["key_id"]``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        from services.runtime import runtime  # the worker's shared objects, created on first use
+
+        self.app = app
+        self.runtime = runtime()
+        self.open_paths = frozenset(self.runtime.settings.service.open_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.open_paths:
+            await self._pass(scope, receive, send)
+            return
+        rt = self.runtime
+        key = presented_key(scope)
+        key_id = api_keys.verify(key, rt.keys.active(api_keys.key_id_of(key))) if key else None
+        if key_id is None:
+            event = security_log.INVALID_KEY if key else security_log.MISSING_KEY
+            rt.security.record(scope, event, key_id=api_keys.key_id_of(key) if key else None)
+            reason = "invalid or revoked API key" if key else "send an API key as 'Authorization: Bearer' or X-API-Key"
+            body = {"error": "unauthorized", "detail": [{"field": "authorization", "reason": reason}]}
+            await send_json(send, 401, body, {"WWW-Authenticate": 'Bearer realm="mlops"'})
+            return
+        record = rt.keys.active()[key_id]
+        if scope["path"].startswith("/admin/") and record.scope != api_keys.ADMIN:
+            rt.security.record(scope, "forbidden", key_id=key_id)
+            reason = "this key may not call admin endpoints"
+            await send_json(send, 403, {"error": "forbidden", "detail": [{"field": "authorization", "reason": reason}]})
+            return
+        wait = rt.limits.hit(key_id, record.rate_limit)
+        if wait is not None:
+            rt.security.record(scope, security_log.RATE_LIMITED, key_id=key_id)
+            retry_after = str(max(1, math.ceil(wait)))
+            detail = f"rate limit of this key reached; retry after {retry_after} s"
+            body = {"error": "rate_limited", "detail": [{"field": "authorization", "reason": detail}]}
+            await send_json(send, 429, body, {"Retry-After": retry_after})
+            return
+        scope.setdefault("state", {})["key_id"] = key_id
+        await self._pass(scope, receive, send)
+
+    async def _pass(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/readyz":
+            state, reasons = self.runtime.holder.readiness()
+            await send_json(send, 503 if state == "not_ready" else 200, self.runtime.describe(state, reasons))
+            return
+        await self.app(scope, receive, send)

@@ -1,0 +1,212 @@
+"""The served model: loaded from the registry's champion alias, checked, then swapped in atomically.
+
+Each worker process polls the registry in a background thread. A new champion is downloaded and loaded beside
+the one serving, must answer its own input example with finite probabilities, and only then replaces the
+reference that request handlers read (one assignment: in-flight requests finish on the model they started
+with). A version that fails is remembered and not retried until the alias moves again. When the registry
+cannot be reached the loaded model keeps serving and the status says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.sklearn
+import numpy as np
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model
+
+from mlops_core import registry
+from mlops_core.profile import DatasetProfile
+from mlops_core.settings import Settings
+from services.inputs import FieldRule, build_rules, frame_of
+
+logger = logging.getLogger("mlops.service.models")
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    name: str
+    version: int
+    semver: str
+    pipeline: Any
+    rules: list[FieldRule]
+    classes: list[Any]
+    loaded_at: datetime
+
+    def predict_proba(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        return self.pipeline.predict_proba(frame_of(rows, self.rules))
+
+
+@dataclass
+class Status:
+    """What /readyz reports: ready, degraded (serving, but something is wrong) or not ready, with reasons."""
+
+    registry_ok: bool = True
+    registry_error: str | None = None
+    last_poll: datetime | None = None
+    refused: dict[int, str] = field(default_factory=dict)
+    alias_missing: bool = False
+
+
+def _native(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def load_version(client: mlflow.MlflowClient, name: str, version: int, headroom: float) -> ServedModel:
+    """Download, load and check one registered version; raises with the reason when it cannot serve."""
+    semver = client.get_model_version(name, str(version)).tags.get(registry.TAG_SEMVER, "")
+    with tempfile.TemporaryDirectory(prefix=f"model-{version}-") as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=tmp)
+        pipeline = mlflow.sklearn.load_model(local)
+        meta = Model.load(local)
+        example = meta.load_input_example(local)
+        profile_file = registry.model_profile_path(Path(local))
+        profile = DatasetProfile.model_validate_json(profile_file.read_text()) if profile_file.exists() else None
+    rules = build_rules(meta.signature, profile, headroom)
+    model = ServedModel(
+        name=name,
+        version=version,
+        semver=semver,
+        pipeline=pipeline,
+        rules=rules,
+        classes=[_native(c) for c in pipeline.classes_],
+        loaded_at=datetime.now(UTC),
+    )
+    if example is None:
+        raise ValueError("the model has no input example to check it on")
+    rows = example[[r.name for r in rules]].to_dict(orient="records")
+    probabilities = model.predict_proba(rows)
+    if probabilities.shape != (len(rows), len(model.classes)) or not np.isfinite(probabilities).all():
+        raise ValueError(f"the model answered its input example with {probabilities!r}")
+    return model
+
+
+class ModelHolder:
+    """The live model of one worker, and the thread that keeps it in step with the champion alias."""
+
+    def __init__(self, settings: Settings, reload_signal: Path) -> None:
+        self._settings = settings
+        self._reload_signal = reload_signal
+        self.current: ServedModel | None = None
+        self.on_change: Callable[[ServedModel], None] | None = None
+        self.status = Status()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="champion-poller", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def request_reload(self) -> None:
+        """Check now in this worker, and tell the other workers through the shared signal file."""
+        self._reload_signal.parent.mkdir(parents=True, exist_ok=True)
+        self._reload_signal.touch()
+        self._wake.set()
+
+    def readiness(self) -> tuple[str, list[str]]:
+        reasons = []
+        if self.current is None:
+            if not self.status.registry_ok:
+                reasons.append(f"registry unreachable: {self.status.registry_error}")
+            elif self.status.alias_missing:
+                reasons.append(f"model {self._settings.mlflow.registered_model!r} has no {registry.CHAMPION!r} alias")
+            elif self.status.last_poll is None:
+                reasons.append("loading the champion model")
+            reasons.extend(f"version {v} refused: {why}" for v, why in self.status.refused.items())
+            return "not_ready", reasons or ["no model loaded"]
+        if not self.status.registry_ok:
+            reasons.append(f"registry unreachable, serving the loaded model: {self.status.registry_error}")
+        if self.status.alias_missing:
+            reasons.append(f"the {registry.CHAMPION!r} alias is gone, serving the loaded model")
+        reasons.extend(
+            f"version {v} refused, serving the loaded model: {why}" for v, why in self.status.refused.items()
+        )
+        return ("degraded" if reasons else "ready"), reasons
+
+    def _signal_mtime(self) -> float:
+        try:
+            return self._reload_signal.stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
+
+    def _run(self) -> None:
+        seen_signal = self._signal_mtime()
+        next_poll = 0.0
+        while not self._stop.is_set():
+            signal = self._signal_mtime()
+            if time.monotonic() >= next_poll or signal != seen_signal or self._wake.is_set():
+                self._wake.clear()
+                seen_signal = signal
+                self.poll_once()
+                next_poll = time.monotonic() + self._settings.service.poll_seconds
+            self._wake.wait(0.5)
+
+    def poll_once(self) -> None:
+        name = self._settings.mlflow.registered_model
+        try:
+            client = registry.connect(self._settings)
+            version = int(client.get_model_version_by_alias(name, registry.CHAMPION).version)
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                self._mark_registry(ok=True)
+                self.status.alias_missing = True
+            else:
+                self._mark_registry(ok=False, error=exc)
+            return
+        except Exception as exc:  # connection refused, timeouts, a locked or missing database file
+            self._mark_registry(ok=False, error=exc)
+            return
+        self._mark_registry(ok=True)
+        self.status.alias_missing = False
+        current = self.current
+        if version in self.status.refused:
+            return
+        self.status.refused = {}  # the alias moved: earlier refusals no longer concern what is wanted
+        if current is not None and current.version == version:
+            return
+        try:
+            model = load_version(client, name, version, self._settings.service.range_headroom)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:500]
+            logger.error("refused %s version %s: %s", name, version, reason)
+            self.status.refused[version] = reason
+            if self._is_unreachable(exc):
+                self.status.refused.pop(version)  # not the version's fault: retry at the next poll
+                self._mark_registry(ok=False, error=exc)
+            return
+        self.current = model
+        if self.on_change is not None:
+            self.on_change(model)
+        logger.info(
+            "serving %s version %s (%s)%s",
+            name,
+            version,
+            model.semver,
+            f", replacing version {current.version}" if current else "",
+        )
+
+    @staticmethod
+    def _is_unreachable(exc: Exception) -> bool:
+        text = f"{type(exc).__name__} {exc}".lower()
+        return any(s in text for s in ("connection", "timed out", "max retries", "unable to open database"))
+
+    def _mark_registry(self, *, ok: bool, error: Exception | None = None) -> None:
+        self.status.last_poll = datetime.now(UTC)
+        self.status.registry_ok = ok
+        self.status.registry_error = None if ok else f"{type(error).__name__}: {error}"[:300]
+        if not ok:
+            logger.warning("registry check failed: %s", self.status.registry_error)

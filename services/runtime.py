@@ -1,0 +1,97 @@
+"""The objects one worker process shares between its middleware and its routes, created once."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import bentoml
+
+from mlops_core.api_keys import KeyStore
+from mlops_core.prediction_log import GroupWriter, engine_for, predictions
+from mlops_core.settings import Settings, get_settings
+from services.guard import KeyCache, RateLimits, SecurityLog
+from services.models import ModelHolder
+
+# A registry that does not answer must not hold the poller for minutes of retries.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
+PREDICTIONS = bentoml.metrics.Counter(
+    name="mlops_predictions_total",
+    documentation="Predictions answered, by model version and predicted class",
+    labelnames=["model_version", "prediction"],
+)
+REFUSED = bentoml.metrics.Counter(
+    name="mlops_refused_requests_total",
+    documentation="Requests refused before prediction, by reason",
+    labelnames=["reason"],
+)
+MODEL_VERSION = bentoml.metrics.Gauge(
+    name="mlops_model_version",
+    documentation="Registry version each worker serves (0 while none is loaded)",
+    multiprocess_mode="liveall",
+)
+LOG_SECONDS = bentoml.metrics.Histogram(
+    name="mlops_prediction_log_seconds",
+    documentation="Time a request waits for its prediction-log commit",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 2.0),
+)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    holder: ModelHolder
+    keys: KeyCache
+    limits: RateLimits
+    security: SecurityLog
+    prediction_writer: GroupWriter | None
+
+    def describe(self, state: str, reasons: list[str]) -> dict[str, Any]:
+        model = self.holder.current
+        served = None
+        if model is not None:
+            served = {"name": model.name, "version": model.version, "semver": model.semver}
+        return {"status": state, "reasons": reasons, "model": served}
+
+    def close(self) -> None:
+        self.holder.stop()
+        self.security.writer.close()
+        if self.prediction_writer is not None:
+            self.prediction_writer.close()
+
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    """The worker's one Runtime. Locked: the service's __init__ and the middleware's first request race for it."""
+    global _runtime
+    with _lock:
+        if _runtime is None:
+            _runtime = _create()
+        return _runtime
+
+
+def _create() -> Runtime:
+    settings = get_settings()
+    settings.service_dir.mkdir(parents=True, exist_ok=True)
+    writer = None
+    if settings.service.prediction_log:
+        writer = GroupWriter(engine_for(settings.prediction_log_url), predictions)
+    rt = Runtime(
+        settings=settings,
+        holder=ModelHolder(settings, settings.service_dir / "reload.signal"),
+        keys=KeyCache(KeyStore(settings.key_store)),
+        limits=RateLimits(settings),
+        security=SecurityLog.open(settings),
+        prediction_writer=writer,
+    )
+    MODEL_VERSION.set(0)
+    rt.holder.on_change = lambda model: MODEL_VERSION.set(model.version)
+    rt.holder.start()
+    return rt

@@ -1,0 +1,284 @@
+"""The prediction service: ``bentoml serve services.service:PredictionService``.
+
+The data-plane routes are a small Starlette app mounted into the Bento service rather than ``@bentoml.api``
+methods with pydantic types: the accepted fields come from the model version being served, which changes at
+run time when the champion moves, and every client error must name its field in one JSON shape. BentoML
+still runs the workers and provides /livez, /metrics and packaging; /readyz is answered by the guard with
+its reasons. Each answered prediction is committed to the prediction log before the answer leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+import bentoml
+import numpy as np
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+import mlops_core  # noqa: F401  (telemetry off before any library loads)
+from mlops_core import security_log
+from mlops_core.prediction_log import input_hash, record_ground_truth, utc_now
+from mlops_core.settings import get_settings
+from services.guard import Guard
+from services.inputs import NonFinite, Problem, check_row, json_features
+from services.models import ServedModel
+from services.runtime import LOG_SECONDS, PREDICTIONS, REFUSED, runtime
+
+logger = logging.getLogger("mlops.service")
+VARIANT = "champion"
+# Batches above this size are scored in a thread so that single-row requests keep flowing.
+INLINE_ROWS = 16
+
+
+class ClientError(Exception):
+    def __init__(self, status: int, error: str, problems: list[Problem]) -> None:
+        self.status, self.error, self.problems = status, error, problems
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def error_response(status: int, error: str, problems: list[Problem]) -> Response:
+    return json_response({"error": error, "detail": [p.as_dict() for p in problems]}, status)
+
+
+async def read_json(request: Request) -> Any:
+    """The body as JSON, within the size limit; NaN and Infinity tokens are kept as markers for the checks."""
+    limit = get_settings().service.max_body_bytes
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        got = content_type or "none"
+        raise ClientError(
+            415, "unsupported_media_type", [Problem("content-type", f"expected application/json, got {got}")]
+        )
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise ClientError(413, "body_too_large", [Problem("body", f"at most {limit} bytes")])
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise ClientError(413, "body_too_large", [Problem("body", f"at most {limit} bytes")])
+    try:
+        return json.loads(body.decode("utf-8"), parse_constant=NonFinite)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ClientError(400, "malformed_json", [Problem("body", f"not valid UTF-8 JSON: {exc}")]) from exc
+
+
+def refuse(request: Request, status: int, error: str, problems: list[Problem]) -> Response:
+    REFUSED.labels(reason=error).inc()
+    detail = [p.as_dict() for p in problems[:20]]
+    runtime().security.record(request.scope, security_log.INVALID_INPUT, key_id=key_id_of(request), detail=detail)
+    return error_response(status, error, problems)
+
+
+def key_id_of(request: Request) -> str | None:
+    return request.scope.get("state", {}).get("key_id")
+
+
+def not_ready() -> Response:
+    state, reasons = runtime().holder.readiness()
+    return json_response({"error": "not_ready", "detail": reasons}, 503, {"Retry-After": "5"})
+
+
+async def answer(
+    request: Request, model: ServedModel, rows: list[dict[str, Any]], flags: list[list[Problem]], started: float
+) -> list[dict[str, Any]]:
+    """Score the rows, commit them to the prediction log, then return the per-row answers."""
+    if len(rows) > INLINE_ROWS:
+        probabilities = await asyncio.to_thread(model.predict_proba, rows)
+    else:
+        probabilities = model.predict_proba(rows)
+    now = utc_now()
+    timestamp = now.isoformat().replace("+00:00", "Z")
+    latency_ms = (time.perf_counter() - started) * 1000
+    key_id = key_id_of(request)
+    answers, records = [], []
+    for row, row_flags, probs in zip(rows, flags, probabilities, strict=True):
+        best = int(np.argmax(probs))
+        prediction = model.classes[best]
+        prediction_id = str(uuid.uuid4())
+        by_class = {str(c): float(p) for c, p in zip(model.classes, probs, strict=True)}
+        warnings = [p.as_dict() for p in row_flags]
+        features = json_features(row)
+        answers.append(
+            {
+                "prediction_id": prediction_id,
+                "prediction": prediction,
+                "confidence": float(probs[best]),
+                "probabilities": by_class,
+                "timestamp": timestamp,
+                "model_name": model.name,
+                "model_version": model.version,
+                "model_semver": model.semver,
+                "warnings": warnings,
+            }
+        )
+        records.append(
+            {
+                "prediction_id": prediction_id,
+                "ts": now,
+                "model_name": model.name,
+                "model_version": model.version,
+                "model_semver": model.semver,
+                "variant": VARIANT,
+                "input_hash": input_hash(features),
+                "features": features,
+                "prediction": str(prediction),
+                "confidence": float(probs[best]),
+                "probabilities": by_class,
+                "latency_ms": latency_ms,
+                "key_id": key_id,
+                "flags": warnings or None,
+            }
+        )
+    writer = runtime().prediction_writer
+    if writer is not None:
+        waited = time.perf_counter()
+        await asyncio.wrap_future(writer.submit(records))
+        LOG_SECONDS.observe(time.perf_counter() - waited)
+    for item in answers:
+        PREDICTIONS.labels(model_version=str(model.version), prediction=str(item["prediction"])).inc()
+    return answers
+
+
+async def predict(request: Request) -> Response:
+    started = time.perf_counter()
+    model = runtime().holder.current
+    if model is None:
+        return not_ready()
+    try:
+        body = await read_json(request)
+    except ClientError as exc:
+        return refuse(request, exc.status, exc.error, exc.problems)
+    # The seed's form {"features": [...]} (or a named object under "features"), else the body is the row.
+    raw = body["features"] if isinstance(body, dict) and set(body) == {"features"} else body
+    row, errors, flags = check_row(
+        raw, model.rules, refuse_out_of_range=get_settings().service.out_of_range == "refuse"
+    )
+    if errors:
+        return refuse(request, 422, "invalid_input", errors)
+    return json_response((await answer(request, model, [row], [flags], started))[0])
+
+
+async def predict_batch(request: Request) -> Response:
+    started = time.perf_counter()
+    model = runtime().holder.current
+    if model is None:
+        return not_ready()
+    settings = get_settings().service
+    try:
+        body = await read_json(request)
+    except ClientError as exc:
+        return refuse(request, exc.status, exc.error, exc.problems)
+    raw_rows = body.get("rows") if isinstance(body, dict) else None
+    if not isinstance(body, dict) or set(body) != {"rows"} or not isinstance(raw_rows, list):
+        return refuse(request, 422, "invalid_input", [Problem("rows", 'expected an object {"rows": [...]}')])
+    if not raw_rows:
+        return refuse(request, 422, "invalid_input", [Problem("rows", "empty batch")])
+    if len(raw_rows) > settings.max_batch_rows:
+        reason = f"{len(raw_rows)} rows; at most {settings.max_batch_rows} per request"
+        return refuse(request, 422, "batch_too_large", [Problem("rows", reason)])
+    rows, flags, errors = [], [], []
+    for index, raw in enumerate(raw_rows):
+        row, row_errors, row_flags = check_row(
+            raw, model.rules, prefix=f"rows[{index}].", refuse_out_of_range=settings.out_of_range == "refuse"
+        )
+        rows.append(row)
+        flags.append(row_flags)
+        errors.extend(row_errors)
+    if errors:
+        return refuse(request, 422, "invalid_input", errors)
+    return json_response({"predictions": await answer(request, model, rows, flags, started)})
+
+
+async def feedback(request: Request) -> Response:
+    """Ground truth for an earlier prediction, joined by monitoring to measure live performance."""
+    writer = runtime().prediction_writer
+    if writer is None:
+        return error_response(409, "prediction_log_disabled", [Problem("prediction_id", "the prediction log is off")])
+    try:
+        body = await read_json(request)
+    except ClientError as exc:
+        return refuse(request, exc.status, exc.error, exc.problems)
+    if not isinstance(body, dict):
+        return refuse(request, 422, "invalid_input", [Problem("body", "expected an object")])
+    problems = [Problem(name, "unknown field") for name in body if name not in ("prediction_id", "ground_truth")]
+    prediction_id = body.get("prediction_id")
+    if not isinstance(prediction_id, str) or not prediction_id or len(prediction_id) > 36:
+        problems.append(Problem("prediction_id", "expected the prediction_id string of an earlier answer"))
+    truth = body.get("ground_truth")
+    if isinstance(truth, float) and truth.is_integer():
+        truth = int(truth)
+    if isinstance(truth, bool) or not isinstance(truth, str | int) or truth == "":
+        problems.append(Problem("ground_truth", "expected the observed class as a string or an integer"))
+    if problems:
+        return refuse(request, 422, "invalid_input", problems)
+    if not await asyncio.to_thread(record_ground_truth, writer.engine, prediction_id, str(truth)):
+        return error_response(404, "not_found", [Problem("prediction_id", "no logged prediction with this id")])
+    return json_response({"prediction_id": prediction_id, "ground_truth": str(truth), "recorded": True})
+
+
+async def reload_model(request: Request) -> Response:
+    """For the promotion flow: check the champion alias now (this worker at once, the others within 0.5 s)."""
+    holder = runtime().holder
+    holder.request_reload()
+    state, reasons = holder.readiness()
+    return json_response({"reload": "requested", **runtime().describe(state, reasons)}, 202)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return json_response({"error": "http_error", "detail": [{"field": "path", "reason": exc.detail}]}, exc.status_code)
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s", request.url.path)
+    return json_response({"error": "internal_error", "detail": [{"field": "", "reason": "see the service log"}]}, 500)
+
+
+api = Starlette(
+    routes=[
+        Route("/predict", predict, methods=["POST"]),
+        Route("/predict_batch", predict_batch, methods=["POST"]),
+        Route("/feedback", feedback, methods=["POST"]),
+        Route("/admin/reload", reload_model, methods=["POST"]),
+    ],
+    exception_handlers={HTTPException: http_error, Exception: server_error},
+)
+
+_settings = get_settings().service
+
+
+@bentoml.service(
+    name="mlops_prediction",
+    workers=_settings.workers,
+    http={"host": _settings.host, "port": _settings.port},
+    traffic={"timeout": _settings.request_timeout_seconds},
+    # OpenTelemetry spans cost about 0.4 ms a request; the hot routes skip them.
+    tracing={"excluded_urls": "predict,predict_batch,feedback"},
+)
+@bentoml.asgi_app(api, path="/")
+class PredictionService:
+    def __init__(self) -> None:
+        self.runtime = runtime()
+
+    def __is_ready__(self) -> bool:
+        return self.runtime.holder.current is not None
+
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        self.runtime.close()
+
+
+PredictionService.add_asgi_middleware(Guard)

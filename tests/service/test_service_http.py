@@ -1,0 +1,318 @@
+"""The prediction service over HTTP: a real ``bentoml serve`` (2 workers) against a real MLflow server.
+
+One service and one registry for the module; the registry is stopped by the last test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mlops_core import registry
+from mlops_core.api_keys import ADMIN, KeyStore
+from mlops_core.prediction_log import read_predictions
+from mlops_core.security_log import read_security_events
+from tests.service.conftest import Server, registry_settings, service_environment, start_service, stop_group, wait_until
+from tests.service.training import register_model
+
+pytestmark = pytest.mark.slow
+JSON = {"content-type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def world(mlflow_server, tmp_path_factory):
+    """Two registered versions (1 is champion), keys, and the running service."""
+    url, _, artifacts = mlflow_server
+    root = tmp_path_factory.mktemp("service")
+    settings = registry_settings(root / "state", url)
+    first = register_model(settings, root / "data-1", seed=1)
+    second = register_model(settings, root / "data-2", seed=2, rows=3600)
+    client = registry.connect(settings)
+    client.set_registered_model_alias(settings.mlflow.registered_model, registry.CHAMPION, str(first))
+    store = KeyStore(settings.key_store)
+    keys = {
+        "user": store.create("tests")[1],
+        "admin": store.create("promotion flow", scope=ADMIN)[1],
+        "limited": store.create("tight", rate_limit=3)[1],
+    }
+    env = service_environment(
+        settings.state_dir,
+        MLOPS_MLFLOW__TRACKING_URI=url,
+        MLOPS_SERVICE__RATE_WINDOW_SECONDS="30",
+        MLOPS_SERVICE__MAX_BODY_BYTES="20000",
+        MLOPS_SERVICE__MAX_BATCH_ROWS="20",
+    )
+    server = start_service(env, root / "service.log")
+    try:
+        yield {
+            "server": server,
+            "settings": settings,
+            "client": client,
+            "versions": (first, second),
+            "keys": keys,
+            "store": store,
+            "artifacts": artifacts,
+            "mlflow": mlflow_server,
+        }
+    finally:
+        stop_group(server.process)
+
+
+@pytest.fixture(scope="module")
+def api(world) -> httpx.Client:
+    with world["server"].client(world["keys"]["user"]) as client:
+        yield client
+
+
+def test_both_request_forms_give_the_same_answer(api, world, feature_rows):
+    row = feature_rows[0]
+    named = api.post("/predict", json=row)
+    assert named.status_code == 200, named.text
+    body = named.json()
+    order = list(row)
+    seed_form = api.post("/predict", json={"features": [row[c] for c in order]})
+    assert seed_form.status_code == 200, seed_form.text
+    assert seed_form.json()["probabilities"] == body["probabilities"]
+    assert body["model_name"] == world["settings"].mlflow.registered_model
+    assert body["model_version"] == world["versions"][0] and body["model_semver"] == "1.0.0"
+    assert body["prediction"] in (0, 1) and body["confidence"] == max(body["probabilities"].values())
+    assert math.isclose(sum(body["probabilities"].values()), 1.0)
+    assert datetime.fromisoformat(body["timestamp"]).utcoffset().total_seconds() == 0
+    assert body["prediction_id"] != seed_form.json()["prediction_id"]
+
+
+def test_batch_answers_each_row(api, feature_rows):
+    response = api.post("/predict_batch", json={"rows": feature_rows[:5] + [[*feature_rows[5].values()]]})
+    assert response.status_code == 200, response.text
+    answers = response.json()["predictions"]
+    assert len(answers) == 6 and len({a["prediction_id"] for a in answers}) == 6
+    single = api.post("/predict", json=feature_rows[2]).json()
+    assert answers[2]["probabilities"] == single["probabilities"]
+
+
+def test_every_bad_input_is_a_4xx_naming_field_and_reason(api, feature_rows):
+    row = feature_rows[0]
+    without_age = {k: v for k, v in row.items() if k != "age"}
+    cases = [
+        ({**row, "shoe_size": 42}, "shoe_size", "unknown field"),
+        (without_age, "age", "missing"),
+        ({**row, "age": "43"}, "age", "got a string"),
+        ({**row, "age": True}, "age", "expected a number"),
+        ({**row, "region": 7}, "region", "expected a string"),
+        ({**row, "age": None}, "age", "must not be null"),
+        ({"features": [1, 2, 3]}, "features", "expected 16 values"),
+        ("hello", "body", "expected an object"),
+    ]
+    for body, field, reason in cases:
+        response = api.post("/predict", json=body)
+        assert response.status_code == 422, (body, response.text)
+        detail = response.json()["detail"]
+        assert any(d["field"] == field and reason in d["reason"] for d in detail), (field, detail)
+    for token, field in (("NaN", "age"), ("-Infinity", "annual_income"), ("1e999", "loan_amount")):
+        others = ", ".join(f'"{k}": {json.dumps(v)}' for k, v in row.items() if k != field)
+        response = api.post("/predict", content=f'{{{others}, "{field}": {token}}}', headers=JSON)
+        assert response.status_code == 422, response.text
+        assert any(d["field"] == field and "finite" in d["reason"] for d in response.json()["detail"])
+    raw_cases = [
+        ("/predict", b"{not json", "application/json", 400, "body"),
+        ("/predict", b"\xff\xfe", "application/json", 400, "body"),
+        ("/predict", b"{}", "text/plain", 415, "content-type"),
+        ("/predict", b"{}", None, 415, "content-type"),
+        ("/predict", b'{"a": "' + b"x" * 30_000 + b'"}', "application/json", 413, "body"),
+        ("/predict_batch", b'{"rows": []}', "application/json", 422, "rows"),
+        ("/predict_batch", b'{"rows": 5}', "application/json", 422, "rows"),
+        ("/feedback", b'{"prediction_id": 5}', "application/json", 422, "prediction_id"),
+    ]
+    for path, content, content_type, status, field in raw_cases:
+        headers = {"content-type": content_type} if content_type else {}
+        response = api.post(path, content=content, headers=headers)
+        assert response.status_code == status, (path, content[:40], response.text)
+        assert response.json()["detail"][0]["field"] == field
+    too_many = api.post("/predict_batch", json={"rows": [row] * 21})
+    assert too_many.status_code == 422 and "at most 20" in too_many.json()["detail"][0]["reason"]
+    bad_row = api.post("/predict_batch", json={"rows": [row, {**row, "age": "x"}]})
+    assert bad_row.status_code == 422 and bad_row.json()["detail"][0]["field"] == "rows[1].age"
+    assert api.get("/predict").status_code == 405
+
+
+def test_values_far_outside_the_training_range_are_flagged(api, feature_rows):
+    response = api.post("/predict", json={**feature_rows[0], "annual_income": 1e12, "region": "atlantis"})
+    assert response.status_code == 200, response.text
+    flagged = {w["field"] for w in response.json()["warnings"]}
+    assert flagged == {"annual_income", "region"}
+
+
+def test_keys_401_and_the_security_log(world, feature_rows):
+    server: Server = world["server"]
+    row = feature_rows[0]
+    revoked_id, revoked = world["store"].create("leaver")
+    with server.client(revoked) as client:
+        assert client.post("/predict", json=row).status_code == 200
+    assert world["store"].revoke(revoked_id)
+    time.sleep(2.5)  # the service re-reads the key store every 2 s
+    forged = world["keys"]["user"][:-4] + "AAAA"
+    attempts = [
+        ({}, "missing_key"),
+        ({"X-API-Key": "nonsense"}, "invalid_key"),
+        ({"Authorization": f"Bearer {forged}"}, "invalid_key"),
+        ({"X-API-Key": revoked}, "invalid_key"),
+        ({"Authorization": "Basic abc"}, "missing_key"),
+    ]
+    for headers, _ in attempts:
+        response = httpx.post(f"{server.url}/predict", json=row, headers={**headers, "User-Agent": "probe/1"})
+        assert response.status_code == 401 and response.headers["www-authenticate"].startswith("Bearer")
+    with server.client(world["keys"]["user"]) as client:
+        assert client.post("/predict", json=row, headers={"Authorization": f"Bearer {world['keys']['user']}"})
+        assert client.post("/admin/reload").status_code == 403
+    assert httpx.get(f"{server.url}/livez").status_code == 200
+    assert httpx.get(f"{server.url}/metrics").status_code == 200
+
+    events = wait_until(lambda: _events(world, "probe/1", len(attempts)), 10, "security events written")
+    assert [e for e in events["event_type"]] == [t for _, t in attempts]
+    assert set(events["key_id"].dropna()) == {revoked_id, world["keys"]["user"].split("_")[1]}
+    assert events["client"].str.startswith("127.0.0.1:").all()
+    stored = Path(world["settings"].security_log_url.removeprefix("sqlite:///")).read_bytes()
+    stored += world["settings"].key_store.read_bytes()
+    for key in (*world["keys"].values(), revoked, forged):
+        assert key.encode() not in stored
+
+
+def _events(world, agent: str, count: int):
+    events = read_security_events(world["settings"].security_log_url)
+    events = events[events["user_agent"] == agent]
+    return events if len(events) >= count else None
+
+
+def test_rate_limit_is_shared_by_workers_and_answers_429(world, feature_rows):
+    server: Server = world["server"]
+    key = world["keys"]["limited"]
+    statuses = []
+    for _ in range(6):  # a new connection each time, so both workers take requests
+        response = httpx.post(f"{server.url}/predict", json=feature_rows[0], headers={"X-API-Key": key})
+        statuses.append(response.status_code)
+    assert statuses == [200, 200, 200, 429, 429, 429]
+    assert 1 <= int(response.headers["retry-after"]) <= 30
+    events = wait_until(lambda: _rate_limit_events(world), 10, "rate-limit events")
+    assert set(events["key_id"]) == {key.split("_")[1]}
+
+
+def _rate_limit_events(world):
+    events = read_security_events(world["settings"].security_log_url)
+    events = events[events["event_type"] == "rate_limited"]
+    return events if len(events) >= 3 else None
+
+
+def test_every_answer_is_in_the_prediction_log_and_feedback_joins(api, world, feature_rows):
+    answered = [api.post("/predict", json=row).json()["prediction_id"] for row in feature_rows[:10]]
+    answered += [
+        a["prediction_id"] for a in api.post("/predict_batch", json={"rows": feature_rows[10:20]}).json()["predictions"]
+    ]
+    log = read_predictions(world["settings"].prediction_log_url).set_index("prediction_id")
+    assert set(answered) <= set(log.index)
+    first = log.loc[answered[0]]
+    assert first.variant == "champion" and first.model_semver == "1.0.0" and len(first.input_hash) == 64
+    assert first.features == feature_rows[0] and first.latency_ms > 0 and first.key_id
+    response = api.post("/feedback", json={"prediction_id": answered[0], "ground_truth": 1})
+    assert response.status_code == 200, response.text
+    assert api.post("/feedback", json={"prediction_id": "no-such-id", "ground_truth": 1}).status_code == 404
+    row = read_predictions(world["settings"].prediction_log_url).set_index("prediction_id").loc[answered[0]]
+    assert row.ground_truth == "1" and row.ground_truth_ts is not None
+
+
+def test_metrics_count_predictions_and_the_model_version(api, world):
+    text = httpx.get(f"{world['server'].url}/metrics").text
+    assert "mlops_predictions_total{" in text and "mlops_refused_requests_total{" in text
+    assert "mlops_model_version{" in text and 'endpoint="/predict"' in text
+
+
+class Stream:
+    """A bounded stream of requests from 4 threads, recording every status and served version."""
+
+    def __init__(self, server: Server, key: str, row: dict, seconds: float = 40) -> None:
+        self.server, self.key, self.row, self.seconds = server, key, row, seconds
+        self.results: list[tuple[int, int | None]] = []
+        self.done = threading.Event()
+        self.threads = [threading.Thread(target=self._run) for _ in range(4)]
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.seconds
+        with self.server.client(self.key) as client:
+            while not self.done.is_set() and time.monotonic() < deadline:
+                try:
+                    response = client.post("/predict", json=self.row)
+                    version = response.json().get("model_version") if response.status_code == 200 else None
+                    self.results.append((response.status_code, version))
+                except httpx.HTTPError:
+                    self.results.append((0, None))
+
+    def __enter__(self) -> Stream:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.done.set()
+        for t in self.threads:
+            t.join(30)
+
+    def served(self, version: int) -> bool:
+        return any(v == version for _, v in self.results[-8:])
+
+
+def test_promotion_and_rollback_without_a_failed_request(world, feature_rows):
+    first, second = world["versions"]
+    name = world["settings"].mlflow.registered_model
+    admin = world["server"].client(world["keys"]["admin"])
+    with Stream(world["server"], world["keys"]["user"], feature_rows[3]) as stream:
+        time.sleep(0.5)
+        world["client"].set_registered_model_alias(name, registry.CHAMPION, str(second))
+        assert admin.post("/admin/reload").status_code == 202
+        wait_until(lambda: stream.served(second), 20, "promotion picked up")
+        world["client"].set_registered_model_alias(name, registry.CHAMPION, str(first))  # rollback, found by polling
+        wait_until(lambda: stream.served(first), 20, "rollback picked up")
+    statuses = [s for s, _ in stream.results]
+    assert len(statuses) > 20 and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
+    assert {v for _, v in stream.results} == {first, second}
+
+
+def test_a_broken_version_is_refused_and_the_old_one_keeps_serving(world, feature_rows, tmp_path):
+    first, _ = world["versions"]
+    settings = world["settings"]
+    broken = register_model(settings, tmp_path / "data", seed=3)
+    source = world["client"].get_model_version(settings.mlflow.registered_model, str(broken)).source
+    model_id = source.rsplit("/", 1)[-1]
+    damaged = [p for p in world["artifacts"].rglob("*.skops") if model_id in p.as_posix()]
+    assert damaged, f"no stored model file for {source}"
+    for path in damaged:
+        path.write_bytes(b"not a model")
+    with Stream(world["server"], world["keys"]["user"], feature_rows[4], seconds=15) as stream:
+        world["client"].set_registered_model_alias(settings.mlflow.registered_model, registry.CHAMPION, str(broken))
+        ready = wait_until(
+            lambda: (r := httpx.get(f"{world['server'].url}/readyz").json())["status"] == "degraded" and r,
+            20,
+            "broken version refused",
+        )
+    assert f"version {broken} refused" in " ".join(ready["reasons"]) and ready["model"]["version"] == first
+    assert {s for s, _ in stream.results} == {200} and {v for _, v in stream.results} == {first}
+    world["client"].set_registered_model_alias(settings.mlflow.registered_model, registry.CHAMPION, str(first))
+    wait_until(lambda: httpx.get(f"{world['server'].url}/readyz").json()["status"] == "ready", 20, "ready again")
+
+
+def test_registry_down_keeps_serving_and_reports_degraded(world, api, feature_rows):
+    _, process, _ = world["mlflow"]
+    stop_group(process)
+    ready = wait_until(
+        lambda: (r := httpx.get(f"{world['server'].url}/readyz")).json()["status"] == "degraded" and r,
+        30,
+        "degraded readiness",
+    )
+    assert ready.status_code == 200 and "registry unreachable" in ready.json()["reasons"][0]
+    for row in feature_rows[:5]:
+        assert api.post("/predict", json=row).status_code == 200
