@@ -60,6 +60,18 @@ class Decision(BaseModel):
     flow_run_id: str | None = None
     decided_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
+    @classmethod
+    def about(cls, version: ModelVersion, *, outcome: Outcome, **fields: object) -> Decision:
+        """A decision on a registered version; every outcome but "rejected" moves the alias."""
+        return cls(
+            model=version.name,
+            version=int(version.version),
+            semver=version.tags[registry.TAG_SEMVER],
+            outcome=outcome,
+            moved=outcome != "rejected",
+            **{"actor": "", **fields},
+        )
+
 
 class TrainingOutcome(BaseModel):
     """What the training flow returns: the version it registered and what the gate decided about it."""
@@ -252,13 +264,10 @@ def promote(
             _check_schema(candidate, champion)
         previous = int(holder.version) if holder is not None else None
         if force:
-            decision = Decision(
-                model=model,
-                version=version,
-                semver=candidate.tags[registry.TAG_SEMVER],
+            decision = Decision.about(
+                candidate,
                 alias=target_alias,
                 outcome="forced",
-                moved=True,
                 previous_version=previous,
                 reasons=[f"forced by {actor}: {reason}"],
                 actor=actor,
@@ -321,25 +330,18 @@ def _gated_decision(
         try:
             champion_scores = positive_probability(f"models:/{model}/{champion.version}", rows)
         except PromotionError as exc:
-            return Decision(
-                model=model,
-                version=int(candidate.version),
-                semver=candidate.tags[registry.TAG_SEMVER],
+            return Decision.about(
+                candidate,
                 alias=target_alias,
                 outcome="rejected",
-                moved=False,
                 previous_version=previous,
                 reasons=[f"the champion cannot score this version's holdout ({exc}); promote with force"],
-                actor="",
             )
     passes, reasons, cand_metrics, champ_metrics, test = gate(truth, candidate_scores, champion_scores, policy)
-    return Decision(
-        model=model,
-        version=int(candidate.version),
-        semver=candidate.tags[registry.TAG_SEMVER],
+    return Decision.about(
+        candidate,
         alias=target_alias,
         outcome="promoted" if passes else "rejected",
-        moved=passes,
         previous_version=previous,
         reasons=reasons,
         candidate_metrics=cand_metrics,
@@ -353,7 +355,6 @@ def _gated_decision(
             "evaluated_rows": len(truth),
             "champion_version": int(champion.version) if champion is not None else None,
         },
-        actor="",
     )
 
 
@@ -405,13 +406,10 @@ def rollback(
             raise PromotionError(f"version {to_version} is already champion; nothing to do")
         if champion is not None:
             _check_schema(target, champion)
-        decision = Decision(
-            model=model,
-            version=to_version,
-            semver=target.tags[registry.TAG_SEMVER],
+        decision = Decision.about(
+            target,
             alias=registry.CHAMPION,
             outcome="rolled-back",
-            moved=True,
             previous_version=current,
             reasons=[f"rollback by {actor} from version {current}: {reason}"],
             actor=actor,
