@@ -263,7 +263,9 @@ class Stream:
             t.join(30)
 
     def served(self, version: int) -> bool:
-        return any(v == version for _, v in self.results[-8:])
+        """Every worker serves ``version``: the last 12 answers (from 4 connections over 2 workers) all came from it."""
+        recent = self.results[-12:]
+        return len(recent) == 12 and all(v == version for _, v in recent)
 
 
 def test_promotion_and_rollback_without_a_failed_request(world, feature_rows):
