@@ -20,7 +20,7 @@ from mlops_core.generator import ENTITY_ID, TARGET, TIMESTAMP, generate_day
 from mlops_core.monitoring import CheckHistory, MonitoringError, sampling_error_bound
 from mlops_core.prediction_log import engine_for, predictions
 from mlops_core.promotion import promote
-from tests.conftest import register_quickly
+from tests.helpers import register_quickly
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 MODEL = "loan-default"

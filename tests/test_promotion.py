@@ -13,7 +13,7 @@ from mlops_core.audit import AliasMove, AuditLog, champion_stack
 from mlops_core.generator import write_batches
 from mlops_core.promotion import PromotionError, alias_version, gate, promote, rollback
 from mlops_core.settings import PromotionSettings
-from tests.conftest import register_quickly
+from tests.helpers import register_quickly
 
 MODEL = "loan-default"
 

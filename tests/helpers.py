@@ -1,0 +1,66 @@
+"""Test helpers shared by several test modules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlops_core.settings import Settings
+
+
+def register_quickly(
+    settings: Settings, source: Path, *, candidate: str = "logistic_regression", drop: tuple = (), seed: int = 0
+):
+    """Train and register one version without Prefect or the GX gate: the flow's steps as plain calls."""
+    from mlops_core import registry
+    from mlops_core.data import load_window
+    from mlops_core.profile import profile_frame
+    from mlops_core.tracking import log_training_run, register_version
+    from mlops_core.training import Evaluation, evaluate, fit_candidate, split_holdout
+    from mlops_core.validation import ValidationOutcome
+
+    data = load_window(
+        source, target=settings.data.target, entity_id=settings.data.entity_id, timestamp=settings.data.timestamp
+    )
+    if drop:
+        data.frame = data.frame.drop(columns=list(drop))
+        data.feature_columns = [c for c in data.feature_columns if c not in drop]
+    split = split_holdout(
+        data.frame,
+        features=data.feature_columns,
+        target=data.target,
+        holdout_fraction=0.25,
+        timestamp=settings.data.timestamp,
+        seed=seed,
+    )
+    fitted = fit_candidate(candidate, split, seed=seed)
+    fitted.metrics = evaluate(fitted.pipeline, split.x_holdout, split.y_holdout)
+    evaluation = Evaluation(candidates=[fitted], best=fitted)
+    validation = ValidationOutcome(suite="none", success=True, evaluated=0)
+    client = registry.connect(settings)
+    experiment = registry.ensure_experiment(client, settings.mlflow.experiment, settings.artifact_root)
+    profile = profile_frame(
+        data.frame, feature_columns=data.feature_columns, target=data.target, data_digest=data.digest
+    )
+    run = log_training_run(
+        client,
+        experiment_id=experiment,
+        data=data,
+        validation=validation,
+        split=split,
+        candidates=evaluation.candidates,
+        best=fitted,
+        primary_metric="roc_auc",
+        profile=profile,
+        reference_sample=data.frame.head(500),
+        evaluation_rows=settings.promotion.max_eval_rows,
+        seed=0,
+    )
+    return register_version(
+        client,
+        model_name=settings.mlflow.registered_model,
+        run=run,
+        data=data,
+        validation=validation,
+        best=fitted,
+        primary_metric="roc_auc",
+    )
