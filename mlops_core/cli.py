@@ -154,6 +154,30 @@ def history() -> None:
         )
 
 
+@app.command("serving-mode")
+def serving_mode(
+    mode: Annotated[str, typer.Argument(help="champion | ab | shadow")],
+    share: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Share of A/B callers the challenger answers.")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why (kept beside the mode).")] = "",
+) -> None:
+    """Switch how the service uses the challenger; every worker follows at its next registry poll, no restart."""
+    from mlops_core import registry
+    from mlops_core.promotion import current_actor
+
+    settings = get_settings()
+    share = settings.experiment.challenger_share if share is None else share
+    client = registry.connect(settings)
+    try:
+        registry.set_serving_mode(
+            client, settings.mlflow.registered_model, mode, share, actor=current_actor(), reason=reason
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(f"serving mode {mode} (challenger share {share}) for {settings.mlflow.registered_model}")
+
+
 @app.command()
 def demo(
     rows: Annotated[int, typer.Option(min=1000, help="Rows to generate when the data directory is empty.")] = 100_000,

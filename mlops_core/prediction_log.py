@@ -29,6 +29,7 @@ from sqlalchemy import (
     Table,
     create_engine,
     event,
+    inspect,
     select,
     update,
 )
@@ -55,6 +56,8 @@ predictions = Table(
     Column("flags", JSON),
     Column("ground_truth", String(200)),
     Column("ground_truth_ts", DateTime(timezone=True)),
+    # A shadow row's champion answer (same request, same features): its ground truth is the shadow row's.
+    Column("paired_id", String(36), index=True),
 )
 
 
@@ -81,7 +84,25 @@ def engine_for(url: str, tables: MetaData = metadata) -> Engine:
         tables.create_all(engine)
     except OperationalError:
         tables.create_all(engine)  # another worker created them between the check and the create
+    _add_missing_columns(engine, tables)
     return engine
+
+
+def _add_missing_columns(engine: Engine, tables: MetaData) -> None:
+    """Add nullable columns introduced since a log was created (create_all never alters an existing table)."""
+    found = inspect(engine)
+    for table in tables.sorted_tables:
+        if not found.has_table(table.name):
+            continue
+        present = {c["name"] for c in found.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present and column.nullable:
+                kind = column.type.compile(dialect=engine.dialect)
+                try:
+                    with engine.begin() as connection:
+                        connection.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+                except OperationalError:
+                    pass  # another worker added it first
 
 
 def input_hash(features: Mapping[str, Any]) -> str:

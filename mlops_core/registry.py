@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -18,7 +19,7 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from mlops_core.settings import PROJECT_ROOT, Settings
+from mlops_core.settings import PROJECT_ROOT, ExperimentSettings, Settings
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -131,3 +132,45 @@ def _git(*args: str) -> str:
 
 def model_profile_path(model_dir: Path) -> Path:
     return model_dir / "extra_files" / PROFILE_FILE
+
+
+# Serving mode: tags on the registered model, read by every service worker with the aliases in one registry call,
+# so a switch reaches all workers on all machines within one poll and needs no restart or extra store.
+TAG_SERVING_MODE = "serving.mode"
+TAG_CHALLENGER_SHARE = "serving.challenger_share"
+SERVING_MODES = ("champion", "ab", "shadow")
+
+
+@dataclass(frozen=True)
+class ServingMode:
+    mode: str = "champion"
+    challenger_share: float = 0.0
+
+    @classmethod
+    def from_tags(cls, tags: dict[str, str], defaults: ExperimentSettings) -> ServingMode:
+        """The mode the tags set, else the settings' defaults; a malformed tag falls back rather than break serving."""
+        mode = tags.get(TAG_SERVING_MODE, defaults.mode)
+        try:
+            share = float(tags.get(TAG_CHALLENGER_SHARE, defaults.challenger_share))
+        except ValueError:
+            share = defaults.challenger_share
+        if mode not in SERVING_MODES or not 0.0 <= share <= 1.0:
+            return cls(defaults.mode, defaults.challenger_share)
+        return cls(mode, share)
+
+
+def set_serving_mode(client: MlflowClient, model: str, mode: str, challenger_share: float, *, actor: str, reason: str):
+    """Switch every worker's serving mode at its next poll; who, when and why are kept beside the mode."""
+    if mode not in SERVING_MODES:
+        raise ValueError(f"mode must be one of {SERVING_MODES}, got {mode!r}")
+    if not 0.0 <= challenger_share <= 1.0:
+        raise ValueError(f"the challenger share must be between 0 and 1, got {challenger_share}")
+    tags = {
+        TAG_SERVING_MODE: mode,
+        TAG_CHALLENGER_SHARE: str(challenger_share),
+        "serving.set_by": actor,
+        "serving.set_at": datetime.now(UTC).isoformat(),
+        "serving.reason": reason[:4900],
+    }
+    for key, value in tags.items():
+        client.set_registered_model_tag(model, key, value)

@@ -138,6 +138,34 @@ class MonitoringSettings(BaseModel):
     state_url: str | None = Field(default=None, description="SQLAlchemy URL of the check history.")
 
 
+class ExperimentSettings(BaseModel):
+    """Serving the challenger beside the champion (A/B or shadow) and deciding between them on logged evidence.
+
+    ``mode`` and ``challenger_share`` are the defaults: ``mlops serving-mode`` writes them as tags on the
+    registered model, which every worker reads at each registry poll, so they change without a restart.
+    """
+
+    mode: Literal["champion", "ab", "shadow"] = "champion"
+    challenger_share: float = Field(default=0.1, ge=0.0, le=1.0, description="Share of A/B traffic to the challenger.")
+    sticky_by: list[Literal["session", "key"]] = Field(
+        default=["session", "key"],
+        description="What keeps a caller on one variant, first present wins; random when none is (or empty).",
+    )
+    session_header: str = Field(default="x-session-id", description="Header carrying an entity or session id.")
+    decision_metric: Literal["log_loss", "brier", "accuracy"] = Field(
+        default="log_loss", description="Per-row score the sequential test compares (a mean over rows)."
+    )
+    alpha: float = Field(default=0.05, gt=0.0, lt=0.5, description="Chance of ever declaring a false winner.")
+    mixing_sd: float = Field(
+        default=0.02, gt=0.0, description="mSPRT prior scale: the size of difference the test is tuned to find."
+    )
+    min_samples: int = Field(default=200, ge=10, description="Labelled rows per variant before any decision.")
+    max_samples: int = Field(
+        default=20_000, ge=10, description="Labelled rows per variant after which no difference keeps the champion."
+    )
+    auto_decide: bool = Field(default=False, description="Apply decisions; otherwise only recommend them.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MLOPS_", env_nested_delimiter="__", env_file=".env", extra="ignore")
 
@@ -149,6 +177,7 @@ class Settings(BaseSettings):
     promotion: PromotionSettings = PromotionSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     service: ServiceSettings = ServiceSettings()
+    experiment: ExperimentSettings = ExperimentSettings()
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> Settings:

@@ -1,10 +1,12 @@
-"""The served model: loaded from the registry's champion alias, checked, then swapped in atomically.
+"""The served models: the champion and the challenger aliases, each loaded, checked, then swapped in atomically.
 
-Each worker process polls the registry in a background thread. A new champion is downloaded and loaded beside
+Each worker process polls the registry in a background thread; one call returns both aliases and the serving
+mode (tags on the registered model, see ``registry.ServingMode``). A new version is downloaded and loaded beside
 the one serving, must answer its own input example with finite probabilities, and only then replaces the
 reference that request handlers read (one assignment: in-flight requests finish on the model they started
 with). A version that fails is remembered and not retried until the alias moves again. When the registry
-cannot be reached the loaded model keeps serving and the status says why.
+cannot be reached the loaded models keep serving and the status says why. The challenger is loaded only while
+the mode uses it, before the mode that needs it is published, so a switch never finds it missing.
 """
 
 from __future__ import annotations
@@ -48,14 +50,22 @@ class ServedModel:
 
 
 @dataclass
+class Slot:
+    """One alias and the version of it this worker serves."""
+
+    alias: str
+    current: ServedModel | None = None
+    refused: dict[int, str] = field(default_factory=dict)
+    missing: bool = False
+
+
+@dataclass
 class Status:
     """What /readyz reports: ready, degraded (serving, but something is wrong) or not ready, with reasons."""
 
     registry_ok: bool = True
     registry_error: str | None = None
     last_poll: datetime | None = None
-    refused: dict[int, str] = field(default_factory=dict)
-    alias_missing: bool = False
 
 
 def _native(value: Any) -> Any:
@@ -92,17 +102,24 @@ def load_version(client: mlflow.MlflowClient, name: str, version: int, headroom:
 
 
 class ModelHolder:
-    """The live model of one worker, and the thread that keeps it in step with the champion alias."""
+    """The live models and serving mode of one worker, and the thread that keeps them in step with the registry."""
 
     def __init__(self, settings: Settings, reload_signal: Path) -> None:
         self._settings = settings
         self._reload_signal = reload_signal
-        self.current: ServedModel | None = None
+        self.champion = Slot(registry.CHAMPION)
+        self.challenger = Slot(registry.CHALLENGER)
+        self.mode = registry.ServingMode.from_tags({}, settings.experiment)
         self.on_change: Callable[[ServedModel], None] | None = None
         self.status = Status()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="champion-poller", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="registry-poller", daemon=True)
+
+    @property
+    def current(self) -> ServedModel | None:
+        """The champion: what answers every request the challenger does not."""
+        return self.champion.current
 
     def start(self) -> None:
         self._thread.start()
@@ -119,22 +136,24 @@ class ModelHolder:
 
     def readiness(self) -> tuple[str, list[str]]:
         reasons = []
-        if self.current is None:
+        champion = self.champion
+        if champion.current is None:
             if not self.status.registry_ok:
                 reasons.append(f"registry unreachable: {self.status.registry_error}")
-            elif self.status.alias_missing:
+            elif champion.missing:
                 reasons.append(f"model {self._settings.mlflow.registered_model!r} has no {registry.CHAMPION!r} alias")
             elif self.status.last_poll is None:
                 reasons.append("loading the champion model")
-            reasons.extend(f"version {v} refused: {why}" for v, why in self.status.refused.items())
+            reasons.extend(f"version {v} refused: {why}" for v, why in champion.refused.items())
             return "not_ready", reasons or ["no model loaded"]
         if not self.status.registry_ok:
             reasons.append(f"registry unreachable, serving the loaded model: {self.status.registry_error}")
-        if self.status.alias_missing:
+        if champion.missing:
             reasons.append(f"the {registry.CHAMPION!r} alias is gone, serving the loaded model")
-        reasons.extend(
-            f"version {v} refused, serving the loaded model: {why}" for v, why in self.status.refused.items()
-        )
+        reasons.extend(f"version {v} refused, serving the loaded model: {why}" for v, why in champion.refused.items())
+        if self.mode.mode != "champion" and self.challenger.current is None:
+            why = "; ".join(f"version {v} refused: {r}" for v, r in self.challenger.refused.items()) or "no alias"
+            reasons.append(f"mode {self.mode.mode} without a challenger ({why}): the champion answers everything")
         return ("degraded" if reasons else "ready"), reasons
 
     def _signal_mtime(self) -> float:
@@ -159,11 +178,11 @@ class ModelHolder:
         name = self._settings.mlflow.registered_model
         try:
             client = registry.connect(self._settings)
-            version = int(client.get_model_version_by_alias(name, registry.CHAMPION).version)
+            model = client.get_registered_model(name)  # both aliases and the mode's tags in one call
         except MlflowException as exc:
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 self._mark_registry(ok=True)
-                self.status.alias_missing = True
+                self.champion.missing = True
             else:
                 self._mark_registry(ok=False, error=exc)
             return
@@ -171,31 +190,49 @@ class ModelHolder:
             self._mark_registry(ok=False, error=exc)
             return
         self._mark_registry(ok=True)
-        self.status.alias_missing = False
-        current = self.current
-        if version in self.status.refused:
+        aliases = {alias: int(version) for alias, version in model.aliases.items()}
+        mode = registry.ServingMode.from_tags(model.tags, self._settings.experiment)
+        self._follow(client, self.champion, aliases.get(registry.CHAMPION))
+        if mode.mode == "champion":
+            self.challenger.current = None  # not needed: free its memory
+            self.challenger.refused = {}
+        else:
+            self._follow(client, self.challenger, aliases.get(registry.CHALLENGER))
+        self.mode = mode
+
+    def _follow(self, client: mlflow.MlflowClient, slot: Slot, version: int | None) -> None:
+        """Load the version ``slot``'s alias points to, unless already served or refused."""
+        name = self._settings.mlflow.registered_model
+        slot.missing = version is None
+        if version is None:
+            if slot is self.challenger:
+                slot.current = None  # a retired challenger stops serving at once; a champion keeps serving
             return
-        self.status.refused = {}  # the alias moved: earlier refusals no longer concern what is wanted
+        current = slot.current
+        if version in slot.refused:
+            return
+        slot.refused = {}  # the alias moved: earlier refusals no longer concern what is wanted
         if current is not None and current.version == version:
             return
         try:
             model = load_version(client, name, version, self._settings.service.range_headroom)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"[:500]
-            logger.error("refused %s version %s: %s", name, version, reason)
-            self.status.refused[version] = reason
+            logger.error("refused %s version %s as %s: %s", name, version, slot.alias, reason)
+            slot.refused[version] = reason
             if self._is_unreachable(exc):
-                self.status.refused.pop(version)  # not the version's fault: retry at the next poll
+                slot.refused.pop(version)  # not the version's fault: retry at the next poll
                 self._mark_registry(ok=False, error=exc)
             return
-        self.current = model
-        if self.on_change is not None:
+        slot.current = model
+        if slot is self.champion and self.on_change is not None:
             self.on_change(model)
         logger.info(
-            "serving %s version %s (%s)%s",
+            "serving %s version %s (%s) as %s%s",
             name,
             version,
             model.semver,
+            slot.alias,
             f", replacing version {current.version}" if current else "",
         )
 

@@ -13,7 +13,7 @@ from mlops_core.api_keys import KeyStore
 from mlops_core.prediction_log import GroupWriter, engine_for, predictions
 from mlops_core.settings import Settings, get_settings
 from services.guard import KeyCache, RateLimits, SecurityLog
-from services.models import ModelHolder
+from services.models import ModelHolder, ServedModel
 
 # A registry that does not answer must not hold the poller for minutes of retries.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -21,8 +21,13 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 PREDICTIONS = bentoml.metrics.Counter(
     name="mlops_predictions_total",
-    documentation="Predictions answered, by model version and predicted class",
-    labelnames=["model_version", "prediction"],
+    documentation="Predictions answered, by variant, model version and predicted class",
+    labelnames=["variant", "model_version", "prediction"],
+)
+CHALLENGER_FAULTS = bentoml.metrics.Counter(
+    name="mlops_challenger_faults_total",
+    documentation="Requests the challenger could not score (the champion answered or the shadow row was lost)",
+    labelnames=["mode", "reason"],
 )
 REFUSED = bentoml.metrics.Counter(
     name="mlops_refused_requests_total",
@@ -51,17 +56,25 @@ class Runtime:
     prediction_writer: GroupWriter | None
 
     def describe(self, state: str, reasons: list[str]) -> dict[str, Any]:
-        model = self.holder.current
-        served = None
-        if model is not None:
-            served = {"name": model.name, "version": model.version, "semver": model.semver}
-        return {"status": state, "reasons": reasons, "model": served}
+        holder = self.holder
+        mode = {"mode": holder.mode.mode, "challenger_share": holder.mode.challenger_share}
+        return {
+            "status": state,
+            "reasons": reasons,
+            "model": _summary(holder.current),
+            "challenger": _summary(holder.challenger.current),
+            "serving": mode,
+        }
 
     def close(self) -> None:
         self.holder.stop()
         self.security.writer.close()
         if self.prediction_writer is not None:
             self.prediction_writer.close()
+
+
+def _summary(model: ServedModel | None) -> dict[str, Any] | None:
+    return None if model is None else {"name": model.name, "version": model.version, "semver": model.semver}
 
 
 _lock = threading.Lock()

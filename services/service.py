@@ -5,6 +5,11 @@ methods with pydantic types: the accepted fields come from the model version bei
 run time when the champion moves, and every client error must name its field in one JSON shape. BentoML
 still runs the workers and provides /livez, /metrics and packaging; /readyz is answered by the guard with
 its reasons. Each answered prediction is committed to the prediction log before the answer leaves.
+
+Variants (``services.variants``): in A/B mode a sticky share of callers is answered by the challenger; in shadow
+mode the champion answers and the challenger scores the same rows after the response has been sent (a Starlette
+background task), logged as ``shadow`` with the champion answer's id in ``paired_id``. Whatever the challenger
+does, the champion answers and the fault is counted.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import bentoml
 import numpy as np
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,10 +38,10 @@ from mlops_core.settings import get_settings
 from services.guard import Guard
 from services.inputs import NonFinite, Problem, check_row, json_features
 from services.models import ServedModel
-from services.runtime import LOG_SECONDS, PREDICTIONS, REFUSED, runtime
+from services.runtime import CHALLENGER_FAULTS, LOG_SECONDS, PREDICTIONS, REFUSED, runtime
+from services.variants import CHALLENGER, CHAMPION, SHADOW, ChallengerFault, assign, assignment_unit, challenger_scores
 
 logger = logging.getLogger("mlops.service")
-VARIANT = "champion"
 # Batches above this size are scored in a thread so that single-row requests keep flowing.
 INLINE_ROWS = 16
 
@@ -44,8 +51,12 @@ class ClientError(Exception):
         self.status, self.error, self.problems = status, error, problems
 
 
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(body), status_code=status, media_type="application/json", headers=headers)
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None, background: BackgroundTask | None = None
+) -> Response:
+    return Response(
+        json.dumps(body), status_code=status, media_type="application/json", headers=headers, background=background
+    )
 
 
 def error_response(status: int, error: str, problems: list[Problem]) -> Response:
@@ -91,65 +102,129 @@ def not_ready() -> Response:
     return json_response({"error": "not_ready", "detail": reasons}, 503, {"Retry-After": "5"})
 
 
-async def answer(
-    request: Request, model: ServedModel, rows: list[dict[str, Any]], flags: list[list[Problem]], started: float
-) -> list[dict[str, Any]]:
-    """Score the rows, commit them to the prediction log, then return the per-row answers."""
+async def scores(score: Callable[..., np.ndarray], model: Any, rows: list[dict[str, Any]]) -> np.ndarray:
+    """``score(model, rows)``, in a thread for large batches."""
     if len(rows) > INLINE_ROWS:
-        probabilities = await asyncio.to_thread(model.predict_proba, rows)
-    else:
-        probabilities = model.predict_proba(rows)
-    now = utc_now()
-    timestamp = now.isoformat().replace("+00:00", "Z")
-    latency_ms = (time.perf_counter() - started) * 1000
-    key_id = key_id_of(request)
-    answers, records = [], []
-    for row, row_flags, probs in zip(rows, flags, probabilities, strict=True):
+        return await asyncio.to_thread(score, model, rows)
+    return score(model, rows)
+
+
+def log_records(
+    model: ServedModel,
+    variant: str,
+    rows: list[dict[str, Any]],
+    probabilities: np.ndarray,
+    flags: list[list[Problem]],
+    paired_ids: list[str] | None = None,
+    **common: Any,
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Prediction-log rows of one variant's answers, and the predicted classes; ``common`` fills shared columns."""
+    records, predicted = [], []
+    paired = paired_ids or [None] * len(rows)
+    for row, row_flags, probs, paired_id in zip(rows, flags, probabilities, paired, strict=True):
         best = int(np.argmax(probs))
-        prediction = model.classes[best]
-        prediction_id = str(uuid.uuid4())
-        by_class = {str(c): float(p) for c, p in zip(model.classes, probs, strict=True)}
-        warnings = [p.as_dict() for p in row_flags]
         features = json_features(row)
-        answers.append(
-            {
-                "prediction_id": prediction_id,
-                "prediction": prediction,
-                "confidence": float(probs[best]),
-                "probabilities": by_class,
-                "timestamp": timestamp,
-                "model_name": model.name,
-                "model_version": model.version,
-                "model_semver": model.semver,
-                "warnings": warnings,
-            }
-        )
+        predicted.append(model.classes[best])
         records.append(
             {
-                "prediction_id": prediction_id,
-                "ts": now,
+                "prediction_id": str(uuid.uuid4()),
                 "model_name": model.name,
                 "model_version": model.version,
                 "model_semver": model.semver,
-                "variant": VARIANT,
+                "variant": variant,
                 "input_hash": input_hash(features),
                 "features": features,
-                "prediction": str(prediction),
+                "prediction": str(model.classes[best]),
                 "confidence": float(probs[best]),
-                "probabilities": by_class,
-                "latency_ms": latency_ms,
-                "key_id": key_id,
-                "flags": warnings or None,
+                "probabilities": {str(c): float(p) for c, p in zip(model.classes, probs, strict=True)},
+                "flags": [p.as_dict() for p in row_flags] or None,
+                "paired_id": paired_id,
+                **common,
             }
         )
+    return records, predicted
+
+
+async def commit(records: list[dict[str, Any]]) -> None:
     writer = runtime().prediction_writer
     if writer is not None:
         waited = time.perf_counter()
         await asyncio.wrap_future(writer.submit(records))
         LOG_SECONDS.observe(time.perf_counter() - waited)
+
+
+def fault(mode: str, exc: ChallengerFault) -> None:
+    CHALLENGER_FAULTS.labels(mode=mode, reason=exc.reason).inc()
+    logger.warning("challenger fault in %s mode, the champion answers: %s", mode, exc)
+
+
+async def answer(
+    request: Request, champion: ServedModel, rows: list[dict[str, Any]], flags: list[list[Problem]], started: float
+) -> tuple[list[dict[str, Any]], BackgroundTask | None]:
+    """Score the rows with the assigned variant, commit them to the prediction log, then return the answers.
+
+    In shadow mode the second value scores the rows with the challenger once the response has been sent.
+    """
+    rt = runtime()
+    holder, settings = rt.holder, rt.settings.experiment
+    mode, challenger = holder.mode, holder.challenger.current
+    key_id = key_id_of(request)
+    unit = assignment_unit(settings.sticky_by, request.headers.get(settings.session_header), key_id)
+    salt = f"{champion.name}:{challenger.version if challenger else 'none'}"
+    variant, model, probabilities = assign(mode, unit, salt), champion, None
+    if variant == CHALLENGER:
+        try:
+            probabilities = await scores(challenger_scores, challenger, rows)
+            model = challenger
+        except ChallengerFault as exc:
+            fault(mode.mode, exc)
+            variant = CHAMPION
+    if probabilities is None:
+        probabilities = await scores(ServedModel.predict_proba, champion, rows)
+    now = utc_now()
+    latency_ms = (time.perf_counter() - started) * 1000
+    records, predicted = log_records(
+        model, variant, rows, probabilities, flags, ts=now, latency_ms=latency_ms, key_id=key_id
+    )
+    await commit(records)
+    timestamp = now.isoformat().replace("+00:00", "Z")
+    keep = ("prediction_id", "confidence", "probabilities", "model_name", "model_version", "model_semver", "variant")
+    answers = [
+        {**{k: r[k] for k in keep}, "prediction": p, "timestamp": timestamp, "warnings": r["flags"] or []}
+        for r, p in zip(records, predicted, strict=True)
+    ]
     for item in answers:
-        PREDICTIONS.labels(model_version=str(model.version), prediction=str(item["prediction"])).inc()
-    return answers
+        PREDICTIONS.labels(variant=variant, model_version=str(model.version), prediction=str(item["prediction"])).inc()
+    shadow = None
+    if mode.mode == "shadow":
+        ids = [r["prediction_id"] for r in records]
+        shadow = BackgroundTask(score_shadow, challenger, rows, flags, ids, key_id)
+    return answers, shadow
+
+
+async def score_shadow(
+    challenger: ServedModel | None,
+    rows: list[dict[str, Any]],
+    flags: list[list[Problem]],
+    ids: list[str],
+    key_id: str | None,
+) -> None:
+    """After the response: the challenger's answers to the same rows, logged as shadow and never returned."""
+    started = time.perf_counter()
+    try:
+        probabilities = await scores(challenger_scores, challenger, rows)
+    except ChallengerFault as exc:
+        fault(SHADOW, exc)
+        return
+    latency_ms = (time.perf_counter() - started) * 1000
+    records, _ = log_records(
+        challenger, SHADOW, rows, probabilities, flags, ids, ts=utc_now(), latency_ms=latency_ms, key_id=key_id
+    )
+    try:
+        await commit(records)
+    except Exception:
+        CHALLENGER_FAULTS.labels(mode=SHADOW, reason="log").inc()
+        logger.exception("shadow rows not logged")
 
 
 async def predict(request: Request) -> Response:
@@ -168,7 +243,8 @@ async def predict(request: Request) -> Response:
     )
     if errors:
         return refuse(request, 422, "invalid_input", errors)
-    return json_response((await answer(request, model, [row], [flags], started))[0])
+    answers, shadow = await answer(request, model, [row], [flags], started)
+    return json_response(answers[0], background=shadow)
 
 
 async def predict_batch(request: Request) -> Response:
@@ -199,7 +275,8 @@ async def predict_batch(request: Request) -> Response:
         errors.extend(row_errors)
     if errors:
         return refuse(request, 422, "invalid_input", errors)
-    return json_response({"predictions": await answer(request, model, rows, flags, started)})
+    answers, shadow = await answer(request, model, rows, flags, started)
+    return json_response({"predictions": answers}, background=shadow)
 
 
 async def feedback(request: Request) -> Response:

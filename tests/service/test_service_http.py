@@ -284,16 +284,23 @@ def test_promotion_and_rollback_without_a_failed_request(world, feature_rows):
     assert {v for _, v in stream.results} == {first, second}
 
 
-def test_a_broken_version_is_refused_and_the_old_one_keeps_serving(world, feature_rows, tmp_path):
-    first, _ = world["versions"]
+def register_broken(world, data_dir: Path) -> int:
+    """A registered version whose stored model file is damaged: it cannot be loaded."""
     settings = world["settings"]
-    broken = register_model(settings, tmp_path / "data", seed=3)
+    broken = register_model(settings, data_dir, seed=3)
     source = world["client"].get_model_version(settings.mlflow.registered_model, str(broken)).source
     model_id = source.rsplit("/", 1)[-1]
     damaged = [p for p in world["artifacts"].rglob("*.skops") if model_id in p.as_posix()]
     assert damaged, f"no stored model file for {source}"
     for path in damaged:
         path.write_bytes(b"not a model")
+    return broken
+
+
+def test_a_broken_version_is_refused_and_the_old_one_keeps_serving(world, feature_rows, tmp_path):
+    first, _ = world["versions"]
+    settings = world["settings"]
+    broken = register_broken(world, tmp_path / "data")
     with Stream(world["server"], world["keys"]["user"], feature_rows[4], seconds=15) as stream:
         world["client"].set_registered_model_alias(settings.mlflow.registered_model, registry.CHAMPION, str(broken))
         ready = wait_until(
@@ -305,6 +312,110 @@ def test_a_broken_version_is_refused_and_the_old_one_keeps_serving(world, featur
     assert {s for s, _ in stream.results} == {200} and {v for _, v in stream.results} == {first}
     world["client"].set_registered_model_alias(settings.mlflow.registered_model, registry.CHAMPION, str(first))
     wait_until(lambda: httpx.get(f"{world['server'].url}/readyz").json()["status"] == "ready", 20, "ready again")
+
+
+@pytest.fixture
+def experiment(world):
+    """Sets the challenger alias and the serving mode, waits until every worker follows; back to champion after."""
+    settings, client = world["settings"], world["client"]
+    name = settings.mlflow.registered_model
+    admin = world["server"].client(world["keys"]["admin"])
+
+    def switch(mode: str, share: float = 0.0, challenger: int | None = None) -> None:
+        if challenger is None:
+            client.delete_registered_model_alias(name, registry.CHALLENGER)
+        else:
+            client.set_registered_model_alias(name, registry.CHALLENGER, str(challenger))
+        registry.set_serving_mode(client, name, mode, share, actor="tests", reason="A/B test")
+        assert admin.post("/admin/reload").status_code == 202
+        wanted = {"mode": mode, "challenger_share": share}
+        # Six answers in a row on new connections (both workers) in the wanted mode.
+        wait_until(lambda: all(_serving(world) == wanted for _ in range(6)), 20, f"mode {mode} on every worker")
+        if mode != "champion":
+            time.sleep(0.6)  # the challenger is loaded before the mode is published; the other worker's poll
+
+    yield switch
+    switch("champion")
+    admin.close()
+
+
+def _serving(world) -> dict:
+    return httpx.get(f"{world['server'].url}/readyz").json()["serving"]
+
+
+@pytest.fixture(scope="module")
+def ab_key(world) -> str:
+    return world["store"].create("ab traffic", rate_limit=100_000)[1]
+
+
+def test_ab_split_is_sticky_within_tolerance_and_logged_per_variant(world, experiment, ab_key, feature_rows):
+    first, second = world["versions"]
+    experiment("ab", 0.3, challenger=second)
+    sessions = [f"user-{i}" for i in range(300)]
+    answers = {}
+    with world["server"].client(ab_key) as client:
+        for i, session in enumerate(sessions):
+            response = client.post("/predict", json=feature_rows[i % 50], headers={"X-Session-Id": session})
+            assert response.status_code == 200, response.text
+            answers[session] = response.json()
+        repeats = {
+            s: client.post("/predict", json=feature_rows[0], headers={"X-Session-Id": s}).json() for s in sessions[:40]
+        }
+        by_key = {client.post("/predict", json=feature_rows[1]).json()["variant"] for _ in range(15)}
+    variants = [a["variant"] for a in answers.values()]
+    n, share = len(variants), 0.3
+    assert abs(variants.count("challenger") - n * share) <= 4 * (n * share * (1 - share)) ** 0.5, variants.count(
+        "challenger"
+    )
+    assert all(repeats[s]["variant"] == answers[s]["variant"] for s in repeats)
+    assert len(by_key) == 1  # no session: the key id keeps the caller on one variant
+    assert {a["model_version"] for a in answers.values() if a["variant"] == "challenger"} == {second}
+    assert {a["model_version"] for a in answers.values() if a["variant"] == "champion"} == {first}
+    log = read_predictions(world["settings"].prediction_log_url).set_index("prediction_id")
+    logged = log.loc[[a["prediction_id"] for a in answers.values()]]
+    assert list(logged["variant"]) == variants
+    assert 'variant="challenger"' in httpx.get(f"{world['server'].url}/metrics").text
+
+
+def test_shadow_rows_are_logged_and_never_returned(world, experiment, ab_key, feature_rows):
+    first, second = world["versions"]
+    experiment("shadow", 0.0, challenger=second)
+    with world["server"].client(ab_key) as client:
+        answers = [client.post("/predict", json=row).json() for row in feature_rows[:20]]
+        batch = client.post("/predict_batch", json={"rows": feature_rows[20:25]}).json()["predictions"]
+    answers += batch
+    assert {a["variant"] for a in answers} == {"champion"} and {a["model_version"] for a in answers} == {first}
+    ids = {a["prediction_id"] for a in answers}
+
+    def shadow_rows():
+        log = read_predictions(world["settings"].prediction_log_url)
+        rows = log[(log["variant"] == "shadow") & log["paired_id"].isin(ids)]
+        return rows if len(rows) == len(ids) else None
+
+    rows = wait_until(shadow_rows, 10, "shadow rows logged")
+    assert set(rows["paired_id"]) == ids and set(rows["model_version"]) == {second}
+    assert not ids & set(rows["prediction_id"])
+    champion_rows = read_predictions(world["settings"].prediction_log_url).set_index("prediction_id").loc[list(ids)]
+    assert list(rows.set_index("paired_id").loc[list(ids), "features"]) == list(champion_rows["features"])
+
+
+def test_a_failing_challenger_never_fails_a_request(world, experiment, ab_key, feature_rows, tmp_path):
+    first, _ = world["versions"]
+    broken = register_broken(world, tmp_path / "data")
+    for mode in ("ab", "shadow"):
+        experiment(mode, 1.0, challenger=broken)
+        ready = httpx.get(f"{world['server'].url}/readyz").json()
+        assert ready["status"] == "degraded" and f"version {broken} refused" in " ".join(ready["reasons"])
+        with world["server"].client(ab_key) as client:
+            responses = [
+                client.post("/predict", json=r, headers={"X-Session-Id": f"f{i}"})
+                for i, r in enumerate(feature_rows[:15])
+            ]
+        assert {r.status_code for r in responses} == {200}
+        assert {(r.json()["variant"], r.json()["model_version"]) for r in responses} == {("champion", first)}
+    metrics = httpx.get(f"{world['server'].url}/metrics").text
+    assert 'mlops_challenger_faults_total{mode="ab",reason="missing"}' in metrics
+    assert 'mlops_challenger_faults_total{mode="shadow",reason="missing"}' in metrics
 
 
 def test_registry_down_keeps_serving_and_reports_degraded(world, api, feature_rows):
