@@ -363,6 +363,12 @@ def _clear_challenger_if(moves: _AliasMoves, model: str, version: int, actor: st
     challenger = alias_version(moves.client, model, registry.CHALLENGER)
     if challenger is None or int(challenger.version) != version:
         return
+    _clear_challenger(moves, model, version, actor, flow_run_id, f"version {version} became champion")
+
+
+def _clear_challenger(
+    moves: _AliasMoves, model: str, version: int, actor: str, flow_run_id: str | None, reason: str
+) -> None:
     moves.move(
         AliasMove(
             model=model,
@@ -372,9 +378,25 @@ def _clear_challenger_if(moves: _AliasMoves, model: str, version: int, actor: st
             action="clear",
             actor=actor,
             flow_run_id=flow_run_id,
-            reason=f"version {version} became champion",
+            reason=reason,
         )
     )
+
+
+def retire_challenger(
+    settings: Settings, *, reason: str, actor: str | None = None, flow_run_id: str | None = None
+) -> int:
+    """Remove the challenger alias (the champion stays), recorded in the audit log; returns the retired version."""
+    if not reason.strip():
+        raise PromotionError("retiring a challenger needs a reason")
+    model = settings.mlflow.registered_model
+    client = registry.connect(settings)
+    with _alias_transaction(client, AuditLog(settings.audit_url), model) as moves:
+        challenger = alias_version(client, model, registry.CHALLENGER)
+        if challenger is None:
+            raise PromotionError(f"{model!r} has no challenger to retire")
+        _clear_challenger(moves, model, int(challenger.version), actor or current_actor(), flow_run_id, reason)
+    return int(challenger.version)
 
 
 def rollback(

@@ -1,0 +1,149 @@
+"""The A/B and shadow evaluation: a known better variant is picked, no difference is not, repeated looks stay valid."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_core import registry
+from mlops_core.audit import AuditLog
+from mlops_core.experiment import confidence_sequence, evaluate, overall
+from mlops_core.prediction_log import engine_for, predictions
+from mlops_core.settings import ExperimentSettings
+
+POLICY = ExperimentSettings(min_samples=200, max_samples=5000)
+START = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def scores(rng: np.random.Generator, n: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
+    """Labels drawn from a true probability, and a model's estimate of it blurred by ``noise`` on the logit."""
+    logit = rng.normal(0, 1.5, n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return y, 1 / (1 + np.exp(-(logit + rng.normal(0, noise, n))))
+
+
+def log_rows(variant: str, version: int, y, p, paired=None) -> list[dict]:
+    return [
+        {
+            "prediction_id": str(uuid.uuid4()),
+            "ts": START + timedelta(seconds=i),
+            "model_name": "loan-default",
+            "model_version": version,
+            "variant": variant,
+            "input_hash": "0" * 64,
+            "features": {},
+            "prediction": str(int(pi >= 0.5)),
+            "confidence": float(max(pi, 1 - pi)),
+            "probabilities": {"0": float(1 - pi), "1": float(pi)},
+            "latency_ms": 1.0,
+            "ground_truth": None if paired is not None else str(yi),
+            "paired_id": None if paired is None else paired[i],
+        }
+        for i, (yi, pi) in enumerate(zip(y, p, strict=True))
+    ]
+
+
+def ab_log(seed: int, n: int, champion_noise: float, challenger_noise: float) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = log_rows("champion", 1, *scores(rng, n, champion_noise)) + log_rows(
+        "challenger", 2, *scores(rng, n, challenger_noise)
+    )
+    return pd.DataFrame(rows)
+
+
+def shadow_log(seed: int, n: int, champion_noise: float, challenger_noise: float) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    y, p = scores(rng, n, 0.0)
+    served = log_rows("champion", 1, y, np.clip(p + rng.normal(0, champion_noise, n), 0.01, 0.99))
+    shadow_p = np.clip(p + rng.normal(0, challenger_noise, n), 0.01, 0.99)
+    return pd.DataFrame(served + log_rows("shadow", 2, y, shadow_p, [r["prediction_id"] for r in served]))
+
+
+def test_ab_picks_the_known_better_challenger_and_retires_a_worse_one():
+    (better,) = evaluate(ab_log(1, 3000, champion_noise=1.5, challenger_noise=0.2), 1, 2, POLICY)
+    assert better.kind == "ab" and better.decision == "promote" and better.test.lower > 0
+    assert better.challenger.log_loss.value < better.champion.log_loss.value
+    assert better.challenger.roc_auc.lower <= better.challenger.roc_auc.value <= better.challenger.roc_auc.upper
+    (worse,) = evaluate(ab_log(2, 3000, champion_noise=0.2, challenger_noise=1.5), 1, 2, POLICY)
+    assert worse.decision == "retire" and worse.test.upper < 0
+    assert overall([better])[0] == "promote" and "mSPRT" in overall([better])[1]
+
+
+def test_no_difference_is_no_winner_and_too_few_rows_decide_nothing():
+    (same,) = evaluate(ab_log(3, 3000, 0.5, 0.5), 1, 2, POLICY)
+    assert same.decision == "collect" and same.test.lower <= 0 <= same.test.upper
+    (at_max,) = evaluate(ab_log(4, 5000, 0.5, 0.5), 1, 2, POLICY)
+    assert at_max.decision == "retire" and "keep the champion" in at_max.reasons[0]
+    (few,) = evaluate(ab_log(5, 100, 1.5, 0.0), 1, 2, POLICY)
+    assert few.decision == "collect" and "needed before any decision" in few.reasons[0]
+    assert overall([])[0] == "collect"
+
+
+def test_shadow_rows_are_compared_pairwise_on_the_champions_ground_truth():
+    (better,) = evaluate(shadow_log(6, 1500, champion_noise=0.25, challenger_noise=0.05), 1, 2, POLICY)
+    assert better.kind == "shadow" and better.test.paired and better.decision == "promote"
+    assert better.challenger.rows == better.champion.rows == 1500
+    (same,) = evaluate(shadow_log(7, 1500, 0.1, 0.1), 1, 2, POLICY)
+    assert same.decision == "collect"
+
+
+def test_false_winner_rate_over_repeated_looks_stays_below_alpha():
+    """2000 A/A experiments, each looked at 25 times as rows arrive: the mSPRT's error stays under alpha, while
+    the fixed-sample 95 % interval checked at every look would be wrong several times as often."""
+    rng = np.random.default_rng(0)
+    experiments, looks, step = 2000, 25, 80
+    n = looks * step
+    # Per-row log-loss gains of two equally good models: same distribution, independent groups.
+    gains = -rng.exponential(0.5, size=(2, experiments, n))
+    counts = np.arange(step, n + 1, step)
+    cum = np.cumsum(gains, axis=2)[:, :, counts - 1]
+    cum_sq = np.cumsum(gains**2, axis=2)[:, :, counts - 1]
+    means = cum / counts
+    variances = (cum_sq - counts * means**2) / (counts - 1) / counts
+    delta, variance = means[1] - means[0], variances[0] + variances[1]
+    always_valid = np.zeros(experiments, bool)
+    for e in range(experiments):
+        for k in range(looks):
+            lower, upper = confidence_sequence(delta[e, k], variance[e, k], POLICY.alpha, POLICY.mixing_sd)
+            if lower > 0 or upper < 0:
+                always_valid[e] = True
+                break
+    naive = (np.abs(delta) > 1.96 * np.sqrt(variance)).any(axis=1)
+    assert always_valid.mean() <= POLICY.alpha, always_valid.mean()
+    assert naive.mean() > 2 * POLICY.alpha, naive.mean()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_flow_promotes_a_better_challenger_and_records_it(settings, loan_batches, monkeypatch):
+    from flows.ab_evaluation import ab_evaluation_flow
+    from tests.helpers import register_quickly
+
+    name = settings.mlflow.registered_model
+    first = register_quickly(settings, loan_batches, seed=0).version
+    second = register_quickly(settings, loan_batches, seed=1).version
+    client = registry.connect(settings)
+    client.set_registered_model_alias(name, registry.CHAMPION, str(first))
+    client.set_registered_model_alias(name, registry.CHALLENGER, str(second))
+    registry.set_serving_mode(client, name, "ab", 0.5, actor="tests", reason="experiment")
+    frame = ab_log(8, 800, champion_noise=1.5, challenger_noise=0.2)
+    frame["model_version"] = frame["model_version"].map({1: first, 2: second})
+    engine = engine_for(settings.prediction_log_url)
+    with engine.begin() as connection:
+        connection.execute(predictions.insert(), frame.to_dict(orient="records"))
+
+    recommended = ab_evaluation_flow(auto=False)
+    assert recommended.decision == "promote" and not recommended.applied
+    assert int(client.get_model_version_by_alias(name, registry.CHAMPION).version) == first
+
+    applied = ab_evaluation_flow(auto=True)
+    assert applied.applied and int(client.get_model_version_by_alias(name, registry.CHAMPION).version) == second
+    moves = AuditLog(settings.audit_url).history(name)
+    promoted, cleared = moves[-2:]
+    assert promoted.alias == registry.CHAMPION and promoted.forced and promoted.actor == "ab-evaluation"
+    assert "mSPRT" in promoted.reason and cleared.alias == registry.CHALLENGER and cleared.to_version is None
+    assert client.get_registered_model(name).tags[registry.TAG_SERVING_MODE] == "champion"
+    assert ab_evaluation_flow().decision == "collect"  # nothing left under test
