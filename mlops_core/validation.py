@@ -32,7 +32,7 @@ NUMERIC_TYPES = [
 TEXT_TYPES = ["object", "str", "string", "category"]
 
 # Headroom a committed suite leaves around the reference data, so tomorrow's honest data still passes.
-RANGE_MARGIN = 0.5
+RANGE_MARGIN = 1.0
 NULL_FRACTION_SLACK = 0.05
 MAX_CATEGORIES = 50
 
@@ -86,7 +86,7 @@ def _checkpoint_name(suite: str) -> str:
 def expectations_from_reference(frame: pd.DataFrame, *, target: str, min_rows: int = 100) -> list[gxe.Expectation]:
     """Expectations a fresh batch of the same data should meet, derived from a trusted reference frame.
 
-    Bounds get headroom (ranges widened by half their span, never below zero for non-negative columns;
+    Bounds get headroom (ranges widened by their span, so heavy tails of larger windows pass; never below zero for non-negative columns;
     null fractions get slack) so natural variation passes and broken data does not.
     """
     expectations: list[gxe.Expectation] = [
