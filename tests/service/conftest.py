@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ from datetime import date
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from mlops_core.generator import generate_day
@@ -41,17 +43,29 @@ def wait_until(check, timeout: float, what: str, interval: float = 0.25):
 
 
 def stop_group(process: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 20) -> None:
-    """Stop a server started in its own session: the signal, then SIGKILL after a bounded wait."""
-    if process.poll() is not None:
-        return
+    """Stop a server started in its own session and every process it spawned.
+
+    BentoML's workers run in process groups of their own: they are collected before the signal and killed
+    if they outlive it, so no worker survives a test (not even one whose server got SIGKILL).
+    """
     try:
-        os.killpg(process.pid, sig)
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
-    except ProcessLookupError:
-        pass
+        descendants = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        descendants = []
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, sig)
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+        except ProcessLookupError:
+            pass
+    _, alive = psutil.wait_procs(descendants, timeout=grace if sig != signal.SIGKILL else 1)
+    for child in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    psutil.wait_procs(alive, timeout=10)
 
 
 @dataclass

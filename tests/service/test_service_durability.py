@@ -43,8 +43,7 @@ def test_acknowledged_predictions_survive_sigkill(tmp_path, feature_rows):
 
         with ThreadPoolExecutor(8) as pool:
             acknowledged = list(pool.map(call, feature_rows[:40]))
-        os.killpg(server.process.pid, signal.SIGKILL)  # the instant the last answer arrived
-        server.process.wait(10)
+        stop_group(server.process, signal.SIGKILL)  # the instant the last answer arrived
     finally:
         stop_group(server.process)
     logged = set(read_predictions(settings.prediction_log_url)["prediction_id"])
