@@ -19,6 +19,8 @@ app.add_typer(data_app, name="data")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys of the prediction service (stored only as hashes).")
 app.add_typer(gx_app, name="gx")
 app.add_typer(keys_app, name="keys")
+stack_app = typer.Typer(no_args_is_help=True, help="The local stack: Prefect server and worker, MLflow, the service.")
+app.add_typer(stack_app, name="stack")
 
 
 @app.callback()
@@ -192,6 +194,31 @@ def demo(
     typer.echo(f"state: {settings.state_dir}  (MLflow UI: mlflow ui --backend-store-uri {settings.tracking_uri})")
 
 
+@app.command()
+def loop(
+    rows_per_day: Annotated[int, typer.Option(min=1000, help="Rows of each new daily batch.")] = 10_000,
+    days: Annotated[int, typer.Option(min=1, help="New daily batches of normal data to train on.")] = 5,
+    normal_requests: Annotated[int, typer.Option(min=1, help="Requests of normal traffic.")] = 300,
+    drift_requests: Annotated[int, typer.Option(min=1, help="Requests of drifted traffic (min_rows applies).")] = 600,
+    drift_strength: Annotated[float, typer.Option(min=0.1, help="Covariate shift of the drifted data.")] = 2.0,
+    stop: Annotated[bool, typer.Option(help="Stop the stack at the end (default: leave it up).")] = False,
+) -> None:
+    """The whole loop on the local stack: train, serve, drift, monitor, retrain, switch; prints what happened."""
+    from mlops_core.loop import describe, run_loop
+    from mlops_core.stack import Stack
+
+    try:
+        summary = run_loop(
+            rows_per_day=rows_per_day, days=days, normal_requests=normal_requests, drift_requests=drift_requests,
+            drift_strength=drift_strength, echo=typer.echo,
+        )  # fmt: skip
+        for line in describe(summary):
+            typer.echo(line)
+    finally:
+        if stop:
+            typer.echo(f"stopped {', '.join(Stack(get_settings()).down()) or 'nothing'}")
+
+
 @keys_app.command("create")
 def create_key(
     name: Annotated[str, typer.Option(help="Who or what uses the key, for the listing.")],
@@ -229,6 +256,44 @@ def list_keys() -> None:
         state = f"revoked {record.revoked_at}" if record.revoked_at else "active"
         limit = f"limit {record.rate_limit}" if record.rate_limit else "default limit"
         typer.echo(f"{record.key_id}  {record.name}  {record.scope}  {limit}  created {record.created_at}  {state}")
+
+
+def _stack():
+    from mlops_core.stack import Stack
+
+    return Stack(get_settings())
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    """Start what is not running yet, wait until each server is healthy and print the URLs."""
+    from mlops_core.stack import StackError
+
+    stack = _stack()
+    try:
+        stack.up(progress=lambda message: typer.echo(f"  {message}", err=True))
+    except StackError as exc:
+        typer.echo(f"stack not started: {exc}", err=True)
+        raise typer.Exit(1) from None
+    stack_status()
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop exactly the servers `stack up` started (saved pids, by process group)."""
+    stopped = _stack().down()
+    typer.echo(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Which servers of the local stack run, with their URLs, pids and logs."""
+    stack = _stack()
+    for name, record in stack.status().items():
+        if record:
+            typer.echo(f"{name:<15} up    {record.url:<45} pid {record.pid:<8} log {record.log}")
+        else:
+            typer.echo(f"{name:<15} down")
 
 
 @app.command("settings")

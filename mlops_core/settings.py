@@ -138,6 +138,16 @@ class MonitoringSettings(BaseModel):
     state_url: str | None = Field(default=None, description="SQLAlchemy URL of the check history.")
 
 
+class StackSettings(BaseModel):
+    """The local stack (``mlops stack up``): servers on 127.0.0.1; the service port is ``service.port``."""
+
+    prefect_port: int = Field(default=4200, ge=1, le=65535)
+    mlflow_port: int = Field(default=5000, ge=1, le=65535)
+    work_pool: str = Field(default="mlops-local", description="The process work pool of prefect.yaml.")
+    start_timeout_seconds: float = Field(default=120.0, gt=0, description="Per server, until it is healthy.")
+    stop_timeout_seconds: float = Field(default=10.0, gt=0, description="Per signal, before the next one.")
+
+
 class ExperimentSettings(BaseModel):
     """Serving the challenger beside the champion (A/B or shadow) and deciding between them on logged evidence.
 
@@ -178,6 +188,7 @@ class Settings(BaseSettings):
     monitoring: MonitoringSettings = MonitoringSettings()
     service: ServiceSettings = ServiceSettings()
     experiment: ExperimentSettings = ExperimentSettings()
+    stack: StackSettings = StackSettings()
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> Settings:
@@ -236,6 +247,11 @@ class Settings(BaseSettings):
     @property
     def monitoring_state_url(self) -> str:
         return self.monitoring.state_url or f"sqlite:///{self.state_dir / 'monitoring.db'}"
+
+    @property
+    def stack_dir(self) -> Path:
+        """Pids and logs of the local stack."""
+        return self.state_dir / "stack"
 
     def ensure_dirs(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)

@@ -7,19 +7,15 @@ complete and register a model version in the MLflow store the worker's environme
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-import psutil
 import pytest
 
+from mlops_core import processes as server_processes
 from mlops_core import registry
 from mlops_core.settings import PROJECT_ROOT, Settings
 
@@ -30,19 +26,6 @@ DEPLOYMENT = "training/train"
 SERVER_START_TIMEOUT = 60  # about 14 s on a new database on 2 cores
 CLI_TIMEOUT = 60
 FLOW_RUN_TIMEOUT = 90
-STOP_TIMEOUT = 10
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    if not path.exists():
-        return f"({path.name}: nothing written)"
-    return f"--- {path.name} ---\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 class _Processes:
@@ -54,59 +37,29 @@ class _Processes:
 
     def start(self, name: str, args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
         log = self.log_dir / f"{name}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                args, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
+        proc = server_processes.start(args, env=env, cwd=cwd, log=log)
         self.started.append((proc, log))
         return proc
 
     def logs(self) -> str:
-        return "\n".join(_tail(log) for _, log in self.started)
+        return "\n".join(server_processes.tail(log) for _, log in self.started)
 
     def stop_all(self) -> None:
         for proc, _ in reversed(self.started):
-            _stop_group(proc)
+            server_processes.stop_group(proc.pid)
+            proc.wait(timeout=5)
 
 
-def _stop_group(proc: subprocess.Popen) -> None:
-    """SIGINT twice (a worker only exits on the second), then SIGKILL, each after a bounded wait.
-
-    The process worker starts each flow run in a session of its own, out of reach of the group signal:
-    whatever the leader left running is killed by pid at the end.
-    """
+def _wait_healthy(api_url: str, server: subprocess.Popen, started: _Processes) -> None:
     try:
-        children = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        children = []
-    for sig in (signal.SIGINT, signal.SIGINT, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT if sig != signal.SIGKILL else 5)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    for child in children:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.kill()
-
-
-def _wait_healthy(api_url: str, server: subprocess.Popen, processes: _Processes) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"prefect server exited with {server.returncode}\n{processes.logs()}")
-        try:
-            if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"prefect server not healthy after {SERVER_START_TIMEOUT} s\n{processes.logs()}")
+        server_processes.wait_until_healthy(
+            f"{api_url}/health",
+            timeout=SERVER_START_TIMEOUT,
+            alive=lambda: server.poll() is None,
+            what="prefect server",
+        )
+    except (RuntimeError, TimeoutError) as exc:
+        pytest.fail(f"{exc}\n{started.logs()}")
 
 
 def _prefect(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
@@ -131,7 +84,7 @@ def processes(tmp_path: Path) -> Iterator[_Processes]:
 def test_training_deployment_runs_on_a_process_worker(
     tmp_path: Path, settings: Settings, loan_batches: Path, processes: _Processes
 ) -> None:
-    port = _free_port()
+    port = server_processes.free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     prefect_home = tmp_path / "prefect-home"
     prefect_home.mkdir()
