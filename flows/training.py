@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from prefect import flow, unmapped
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from mlops_core.promotion import TrainingOutcome
 from mlops_core.settings import CandidateName, Settings, get_settings
@@ -31,10 +31,31 @@ def run_settings(
     )
 
 
-@flow(
-    name="training",
-    task_runner=ThreadPoolTaskRunner(max_workers=get_settings().training.max_parallel_candidates),
-)
+def candidate_task_runner(settings: Settings) -> TaskRunner:
+    """Threads by default: scikit-learn releases the GIL, so they beat Dask processes on one machine.
+
+    With ``task_runner="dask"`` candidates go to the cluster at ``dask_address``, or to a local cluster of
+    threads: local worker processes would each start a temporary Prefect server when no API is configured.
+    """
+    training = settings.training
+    if training.task_runner == "threads":
+        return ThreadPoolTaskRunner(max_workers=training.max_parallel_candidates)
+    from prefect_dask import DaskTaskRunner
+
+    if training.dask_address:
+        return DaskTaskRunner(address=training.dask_address)
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "processes": False,
+            "n_workers": 1,
+            "threads_per_worker": training.max_parallel_candidates,
+            "dashboard_address": None,
+            "local_directory": str(settings.state_dir / "dask"),
+        }
+    )
+
+
+@flow(name="training", task_runner=candidate_task_runner(get_settings()))
 def training_flow(
     data_source: str | None = None,
     window_days: int | None = None,

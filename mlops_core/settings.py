@@ -59,6 +59,12 @@ class TrainingSettings(BaseModel):
     random_seed: int = 42
     reference_sample_rows: int = Field(default=20_000, ge=100)
     max_parallel_candidates: int = Field(default=3, ge=1)
+    task_runner: Literal["threads", "dask"] = Field(
+        default="threads", description="How candidates are fanned out: a thread pool, or Dask (prefect-dask)."
+    )
+    dask_address: str | None = Field(
+        default=None, description="Scheduler of an existing Dask cluster, e.g. tcp://10.0.0.5:8786; unset: local."
+    )
 
 
 class MlflowSettings(BaseModel):
