@@ -129,6 +129,31 @@ async def send_json(send: Send, status: int, body: dict[str, Any], headers: dict
     await send({"type": "http.response.body", "body": payload})
 
 
+_ROUTING_ERRORS = {404: ("not_found", "no such endpoint"), 405: ("method_not_allowed", "method not allowed here")}
+
+
+def _json_routing_errors(scope: Scope, send: Send) -> Send:
+    """The framework answers unknown paths and methods in plain text; clients get the project's JSON errors."""
+    replaced = False
+
+    async def wrapped(message: dict[str, Any]) -> None:
+        nonlocal replaced
+        if message["type"] == "http.response.start" and message["status"] in _ROUTING_ERRORS:
+            content_type = dict(message.get("headers", [])).get(b"content-type", b"")
+            if not content_type.startswith(b"application/json"):
+                replaced = True
+                error, reason = _ROUTING_ERRORS[message["status"]]
+                allow = {k.decode(): v.decode() for k, v in message.get("headers", []) if k == b"allow"}
+                detail = [{"field": "path", "reason": f"{reason}: {scope['method']} {scope['path']}"}]
+                await send_json(send, message["status"], {"error": error, "detail": detail}, allow)
+                return
+        if replaced:
+            return  # the plain-text body that belonged to the replaced start
+        await send(message)
+
+    return wrapped
+
+
 class Guard:
     """API key check, rate limit and admin scope; the key id travels on in ``scope["state"]["key_id"]``."""
 
@@ -175,4 +200,4 @@ class Guard:
             state, reasons = self.runtime.holder.readiness()
             await send_json(send, 503 if state == "not_ready" else 200, self.runtime.describe(state, reasons))
             return
-        await self.app(scope, receive, send)
+        await self.app(scope, receive, _json_routing_errors(scope, send) if scope["type"] == "http" else send)

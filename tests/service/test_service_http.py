@@ -139,7 +139,10 @@ def test_every_bad_input_is_a_4xx_naming_field_and_reason(api, feature_rows):
     assert too_many.status_code == 422 and "at most 20" in too_many.json()["detail"][0]["reason"]
     bad_row = api.post("/predict_batch", json={"rows": [row, {**row, "age": "x"}]})
     assert bad_row.status_code == 422 and bad_row.json()["detail"][0]["field"] == "rows[1].age"
-    assert api.get("/predict").status_code == 405
+    wrong_method = api.get("/predict")
+    assert wrong_method.status_code == 405 and wrong_method.json()["detail"]
+    unknown = api.post("/predictt", json=row)
+    assert unknown.status_code == 404 and "/predictt" in unknown.json()["detail"][0]["reason"]
 
 
 def test_values_far_outside_the_training_range_are_flagged(api, feature_rows):
