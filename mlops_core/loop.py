@@ -40,6 +40,7 @@ class LoopSummary:
     champion_before: int | None = None
     champion_after: int | None = None
     checks: list[dict[str, Any]] = field(default_factory=list)
+    alias_moves: list[dict[str, Any]] = field(default_factory=list)
     retraining_run: str | None = None
     retraining_run_name: str | None = None
     requests: dict[str, int] = field(default_factory=dict)
@@ -174,6 +175,16 @@ def _version_facts(settings: Settings) -> list[dict[str, Any]]:
     ]
 
 
+def _alias_moves(settings: Settings) -> list[dict[str, Any]]:
+    """The audit log of the alias moves, oldest first (MLflow keeps no alias history)."""
+    from mlops_core.audit import AuditLog
+
+    return [
+        {"alias": m.alias, "from": m.from_version, "to": m.to_version, "action": m.action, "actor": m.actor}
+        for m in AuditLog(settings.audit_url).history(settings.mlflow.registered_model)
+    ]
+
+
 def _champion(settings: Settings) -> int | None:
     from mlops_core import registry
     from mlops_core.promotion import alias_version
@@ -280,7 +291,8 @@ def run_loop(
     world_file.write_text(json.dumps({"drift_strength": strength}))
     step(f"new data arrived: {drift_days} daily batches from {drift_start} with covariate shift {strength}")
     step(f"sending {drift_requests} requests of drifted traffic")
-    traffic.burst("drifted", _feature_rows(drift_start, drift_requests, strength, seed=2))
+    drifted = _feature_rows(drift_start, drift_requests, strength, seed=2)
+    traffic.burst("drifted", drifted)
 
     checked = datetime.now(UTC)
     step("monitoring/monitor on the drifted traffic")
@@ -290,7 +302,7 @@ def run_loop(
     step(f"  check: {check['status']}: {check['reason']}")
     # The stream starts after the check so that its rows do not dilute the drifted window.
     stop = threading.Event()
-    stream = traffic.stream(normal, stop)
+    stream = traffic.stream(drifted, stop)
     try:
         if check.get("retraining_run_id"):
             summary.retraining_run = check["retraining_run_id"]
@@ -314,6 +326,7 @@ def run_loop(
 
     summary.champion_after = _champion(settings)
     summary.versions = _version_facts(settings)
+    summary.alias_moves = _alias_moves(settings)
     summary.urls["evidently_report"] = _evidently_report(settings, stack.mlflow_url)
     summary.seconds = round(time.monotonic() - started, 1)
     settings.stack_dir.mkdir(parents=True, exist_ok=True)
@@ -327,6 +340,8 @@ def describe(summary: LoopSummary) -> list[str]:
     for v in summary.versions:
         lines.append(f"  v{v['version']} {v['semver']}: {v['decision']} ({v['reasons']})")
     lines.append(f"champion: {summary.champion_before or 'none'} before the loop, {summary.champion_after} after")
+    moves = [f"{m['alias']} {m['from'] or '-'} -> {m['to']} ({m['action']})" for m in summary.alias_moves]
+    lines.append(f"alias moves in the audit log: {'; '.join(moves) or 'none'}")
     for number, check in enumerate(summary.checks, 1):
         share = check.get("drift_share")
         shown = f"drift share {share:.2f}" if share is not None else "no drift share"

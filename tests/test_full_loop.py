@@ -122,6 +122,10 @@ def test_stack_up_twice_then_the_full_loop_then_down(cli: StackCli) -> None:
     assert summary["retraining_run"] == drift_check["retraining_run_id"]
     assert summary["retraining_run_name"].startswith("retrain after drift"), summary
     assert summary["champion_after"] == 2, f"the gate kept version 1: {versions[1]['reasons']}"
+    assert [(m["alias"], m["from"], m["to"]) for m in summary["alias_moves"]] == [
+        ("champion", None, 1),
+        ("champion", 1, 2),
+    ]
     assert summary["served_versions"].get("2", 0) >= 20
     assert summary["requests"]["during switch"] > 0
     assert sum(summary["requests"][p] for p in ("normal", "drifted", "during switch")) > 900
