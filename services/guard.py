@@ -32,15 +32,27 @@ class KeyCache:
         self._store = store
         self._keys: dict[str, ActiveKey] = {}
         self._read_at = -math.inf
+        self._read_version: tuple[int, int] | None = None
         self._lock = threading.Lock()
 
+    def _version(self) -> tuple[int, int]:
+        """The store file's mtime and size: a stat, far cheaper than a read, and it changes with every write."""
+        try:
+            stat = self._store.path.stat()
+        except FileNotFoundError:
+            return (0, 0)
+        return (stat.st_mtime_ns, stat.st_size)
+
     def active(self, key_id: str | None = None) -> dict[str, ActiveKey]:
-        """The active keys; an id not seen yet triggers an early re-read (a key just created), at most 4 a second."""
+        """The active keys; an id not seen yet re-reads at once when the store changed (a key just created),
+        and otherwise at most 4 times a second, so unknown keys cannot turn into a flood of reads."""
         age = time.monotonic() - self._read_at
-        if age > KEY_REFRESH_SECONDS or (key_id is not None and key_id not in self._keys and age > 0.25):
+        unseen = key_id is not None and key_id not in self._keys
+        if age > KEY_REFRESH_SECONDS or (unseen and (age > 0.25 or self._version() != self._read_version)):
             with self._lock:
+                version = self._version()
                 self._keys = self._store.active()
-                self._read_at = time.monotonic()
+                self._read_at, self._read_version = time.monotonic(), version
         return self._keys
 
 

@@ -61,6 +61,7 @@ class Runtime:
         return {
             "status": state,
             "reasons": reasons,
+            "worker": os.getpid(),  # readiness is per worker process; this says which one answered
             "model": _summary(holder.current),
             "challenger": _summary(holder.challenger.current),
             "serving": mode,

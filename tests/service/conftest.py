@@ -106,8 +106,17 @@ def start_service(env: dict[str, str], log: Path, timeout: float = 90) -> Server
             start_new_session=True,
         )
     server = Server(f"http://127.0.0.1:{port}", process, log)
+    ready_workers: set[int] = set()
+
+    def every_worker_ready() -> bool:
+        # Each worker loads the model on its own: wait until every one of them has answered ready.
+        response = httpx.get(f"{server.url}/readyz", timeout=2)
+        if response.status_code == 200:
+            ready_workers.add(response.json()["worker"])
+        return len(ready_workers) >= int(env.get("MLOPS_SERVICE__WORKERS", "1"))
+
     try:
-        wait_until(lambda: httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200, timeout, "service ready")
+        wait_until(every_worker_ready, timeout, "every service worker ready", interval=0.05)
     except TimeoutError:
         stop_group(process)
         raise AssertionError(f"service did not become ready; log:\n{log.read_text()[-4000:]}") from None

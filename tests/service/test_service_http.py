@@ -41,6 +41,8 @@ def world(mlflow_server, tmp_path_factory):
         "user": store.create("tests")[1],
         "admin": store.create("promotion flow", scope=ADMIN)[1],
         "limited": store.create("tight", rate_limit=3)[1],
+        # Streams send as fast as the service answers: far more than the default per-key limit on a fast machine.
+        "stream": store.create("request streams", rate_limit=1_000_000)[1],
     }
     env = service_environment(
         settings.state_dir,
@@ -275,7 +277,7 @@ def test_promotion_and_rollback_without_a_failed_request(world, feature_rows):
     first, second = world["versions"]
     name = world["settings"].mlflow.registered_model
     admin = world["server"].client(world["keys"]["admin"])
-    with Stream(world["server"], world["keys"]["user"], feature_rows[3]) as stream:
+    with Stream(world["server"], world["keys"]["stream"], feature_rows[3]) as stream:
         time.sleep(0.5)
         world["client"].set_registered_model_alias(name, registry.CHAMPION, str(second))
         assert admin.post("/admin/reload").status_code == 202
@@ -304,7 +306,7 @@ def test_a_broken_version_is_refused_and_the_old_one_keeps_serving(world, featur
     first, _ = world["versions"]
     settings = world["settings"]
     broken = register_broken(world, tmp_path / "data")
-    with Stream(world["server"], world["keys"]["user"], feature_rows[4], seconds=15) as stream:
+    with Stream(world["server"], world["keys"]["stream"], feature_rows[4], seconds=15) as stream:
         world["client"].set_registered_model_alias(settings.mlflow.registered_model, registry.CHAMPION, str(broken))
         ready = wait_until(
             lambda: (r := httpx.get(f"{world['server'].url}/readyz").json())["status"] == "degraded" and r,
