@@ -152,6 +152,12 @@ class StackSettings(BaseModel):
     work_pool: str = Field(default="mlops-local", description="The process work pool of prefect.yaml.")
     start_timeout_seconds: float = Field(default=120.0, gt=0, description="Per server, until it is healthy.")
     stop_timeout_seconds: float = Field(default=10.0, gt=0, description="Per signal, before the next one.")
+    # Beyond one machine, by settings only: e.g. postgresql+psycopg://... and s3://bucket/path.
+    mlflow_backend_uri: str | None = Field(default=None, description="Default: SQLite in the state dir.")
+    mlflow_artifacts_destination: str | None = Field(default=None, description="Default: <state>/mlartifacts.")
+    prefect_database_url: str | None = Field(
+        default=None, description="Prefect server database, e.g. postgresql+asyncpg://...; default: SQLite."
+    )
 
 
 class ExperimentSettings(BaseModel):
@@ -224,7 +230,12 @@ class Settings(BaseSettings):
 
     @property
     def artifact_root(self) -> str:
-        return self.mlflow.artifact_root or (self.state_dir / "mlartifacts").as_uri()
+        """With a tracking server, artifacts go through it to its own store (local disk, S3...), not to this disk."""
+        if self.mlflow.artifact_root:
+            return self.mlflow.artifact_root
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return "mlflow-artifacts:/"
+        return (self.state_dir / "mlartifacts").as_uri()
 
     @property
     def service_dir(self) -> Path:

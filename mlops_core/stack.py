@@ -72,6 +72,8 @@ class Stack:
     def _env(self) -> dict[str, str]:
         env = {**os.environ, **self.environment()}
         env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "2")  # runs start within seconds, not the default 10
+        if self.settings.stack.prefect_database_url:
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.settings.stack.prefect_database_url
         return env
 
     # -- records ---------------------------------------------------------------------------------------------
@@ -107,9 +109,9 @@ class Stack:
                     str(BIN / "mlflow"),
                     "server",
                     "--backend-store-uri",
-                    f"sqlite:///{state / 'mlflow.db'}",
+                    stack.mlflow_backend_uri or f"sqlite:///{state / 'mlflow.db'}",
                     "--artifacts-destination",
-                    str(state / "mlartifacts"),
+                    stack.mlflow_artifacts_destination or str(state / "mlartifacts"),
                     "--host",
                     HOST,
                     "--port",

@@ -32,6 +32,7 @@ _RUNTIME_PACKAGES = ("scikit-learn", "pandas", "numpy", "scipy", "skops")
 TRUSTED_MODEL_TYPES = [
     "numpy.dtype",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.tree._tree.Tree",
 ]
 
 

@@ -64,6 +64,12 @@ def test_each_candidate_learns_from_raw_columns_with_missing_values(loaded, name
     assert metrics["roc_auc"] > 0.65
     assert 0 <= metrics["ece"] < 0.1
     assert set(metrics) == {"roc_auc", "accuracy", "f1", "log_loss", "brier", "ece"}
+    # Whichever candidate wins, MLflow must be able to store it with skops (safe loading, explicit trust).
+    import skops.io
+
+    from mlops_core.tracking import TRUSTED_MODEL_TYPES
+
+    assert set(skops.io.get_untrusted_types(data=skops.io.dumps(candidate.pipeline))) <= set(TRUSTED_MODEL_TYPES)
 
 
 def test_unknown_category_at_prediction_time_is_handled(loaded):
