@@ -31,12 +31,12 @@ if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
 import mlops_core  # noqa: E402,F401  (library defaults and telemetry switches before the libraries load)
+from benchmarks.machine import machine_info  # noqa: E402
 
 # isort: split
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import platform  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
@@ -45,7 +45,6 @@ import threading  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
-from importlib.metadata import version as package_version  # noqa: E402
 from typing import Any  # noqa: E402
 
 DEFAULT_OUTPUT = BENCH_DIR / "results" / "monitoring.md"
@@ -607,37 +606,6 @@ def main_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def code_version() -> str:
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT, capture_output=True, text=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{sha}{' + uncommitted changes' if dirty else ''}"
-
-
-def machine_info() -> dict[str, str]:
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 0
-    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
-    packages = ["evidently", "pandas", "numpy", "SQLAlchemy", "scikit-learn"]
-    return {
-        "code": code_version(),
-        "CPUs": f"{os.cpu_count()} (usable {usable})",
-        "RAM": f"{memory_gb:.0f} GB",
-        "Python": platform.python_version(),
-        "SQLite": __import__("sqlite3").sqlite_version,
-        "OS": f"{platform.system()} {platform.release()} {platform.machine()}",
-        **{name: package_version(name) for name in packages},
-    }
-
-
 def update_readme(table: str, command: str) -> None:
     """Replace the table between the markers of the README's monitoring section (the rest is hand-written)."""
     text = README.read_text() if README.exists() else ""
@@ -705,7 +673,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
-    env = machine_info()
+    env = machine_info(["evidently", "pandas", "numpy", "SQLAlchemy", "scikit-learn"])
     env["load average at start (1/5/15 min)"] = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     root = Path(tempfile.mkdtemp(prefix="bench-monitoring-"))
     setup: dict[str, str] = {}

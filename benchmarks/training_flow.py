@@ -35,21 +35,19 @@ _PREFECT_HOME = tempfile.mkdtemp(prefix="bench-prefect-home-")
 os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
 
 import mlops_core  # noqa: E402,F401  (library defaults and telemetry switches before the libraries load)
+from benchmarks.machine import machine_info  # noqa: E402
 
 # isort: split
 import argparse  # noqa: E402
 import gc  # noqa: E402
-import platform  # noqa: E402
 import re  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
-import subprocess  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from contextlib import ExitStack  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from datetime import UTC, date, datetime  # noqa: E402
-from importlib.metadata import version as package_version  # noqa: E402
 from typing import Any  # noqa: E402
 
 from prefect import flow, get_client  # noqa: E402
@@ -593,37 +591,6 @@ def render(results: list[SizeResult], env: dict[str, str], setup: dict[str, str]
     return "\n".join(lines) + "\n"
 
 
-def code_version() -> str:
-    """The commit benchmarked, and whether the working tree had changes on top of it."""
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT, capture_output=True, text=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{sha}{' + uncommitted changes' if dirty else ''}"
-
-
-def machine_info() -> dict[str, str]:
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 0
-    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
-    packages = ["prefect", "mlflow", "scikit-learn", "great-expectations", "pandas", "numpy"]
-    return {
-        "code": code_version(),
-        "CPUs": f"{os.cpu_count()} (usable {usable})",
-        "RAM": f"{memory_gb:.0f} GB",
-        "Python": platform.python_version(),
-        "OS": f"{platform.system()} {platform.release()} {platform.machine()}",
-        **{name: package_version(name) for name in packages},
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = " ".join(
@@ -633,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
-    env = machine_info()
+    env = machine_info(["prefect", "mlflow", "scikit-learn", "great-expectations", "pandas", "numpy"])
     setup: dict[str, str] = {}
     saved_env = {k: os.environ.get(k) for k in ENV_KEYS}
     results: list[SizeResult] = []
