@@ -107,6 +107,9 @@ class CheckHistory:
         found = self._records(model, checks.c.triggered.is_(True), limit=1)
         return found[0] if found else None
 
+    def episode_triggered(self, model: str, episode: int) -> bool:
+        return bool(self._records(model, checks.c.episode == episode, checks.c.triggered.is_(True), limit=1))
+
     def record(self, record: CheckRecord) -> int:
         with self.engine.begin() as connection:
             result = connection.execute(checks.insert().values(**record.model_dump(exclude={"id"})))
@@ -131,8 +134,7 @@ def next_episode(history: CheckHistory, model: str, alert: bool) -> tuple[int, b
     if last is None:
         return (1 if alert else 0), False
     if alert and last.status == "alert":
-        triggered = any(r.triggered for r in history._records(model, checks.c.episode == last.episode))
-        return last.episode, triggered
+        return last.episode, history.episode_triggered(model, last.episode)
     return (last.episode + 1 if alert else last.episode), False
 
 
@@ -227,11 +229,10 @@ def _parse(rows: list[Any], total: int, profile: DatasetProfile) -> WindowSample
     labelled = [i for i, t in enumerate(truths) if t is not None]
     if labelled:
         positive = _positive_class(probabilities)
-        sample.labels = pd.Series([truths[i] for i in labelled]).astype(str)
+        sample.labels = pd.Series([int(str(truths[i]) == positive) for i in labelled])
         sample.positive_probability = pd.Series(
             [float(probabilities[i].get(positive, np.nan)) for i in labelled], dtype=float
         )
-        sample.labels = (sample.labels == positive).astype(int)
     return sample
 
 

@@ -70,17 +70,22 @@ def create_time(pid: int) -> float:
     return psutil.Process(pid).create_time()
 
 
-def stop_group(pid: int, timeout: float = STOP_TIMEOUT) -> None:
-    """SIGINT twice (a worker only exits on the second), then SIGKILL, each after a bounded wait.
+def stop_group(
+    pid: int,
+    timeout: float = STOP_TIMEOUT,
+    signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGINT, signal.SIGKILL),
+) -> None:
+    """Send ``signals`` to the group in turn, each after a bounded wait, until the leader is gone.
 
-    ``pid`` leads its own process group. Descendants that left the group (flow runs) are killed by pid.
+    The default is SIGINT twice (a Prefect worker only exits on the second), then SIGKILL. ``pid`` leads its
+    own process group; descendants that left the group (flow runs, BentoML workers) are killed by pid.
     """
     try:
         leader = psutil.Process(pid)
         descendants = leader.children(recursive=True)
     except psutil.NoSuchProcess:
         return
-    for sig in (signal.SIGINT, signal.SIGINT, signal.SIGKILL):
+    for sig in signals:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, sig)
         _, alive = psutil.wait_procs([leader], timeout=timeout if sig != signal.SIGKILL else 5)
@@ -88,10 +93,11 @@ def stop_group(pid: int, timeout: float = STOP_TIMEOUT) -> None:
             break
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    for child in descendants:
+    _, alive = psutil.wait_procs(descendants, timeout=timeout if signals[-1] != signal.SIGKILL else 1)
+    for child in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
             child.kill()
-    psutil.wait_procs(descendants, timeout=5)
+    psutil.wait_procs(alive, timeout=5)
 
 
 def poll(check: Callable[[], object], *, timeout: float, what: str, interval: float = 0.5) -> object:

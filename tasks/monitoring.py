@@ -172,7 +172,8 @@ def decide_and_trigger(
     logger = get_run_logger()
     history = CheckHistory(settings.monitoring_state_url)
     reasons = []
-    if drift.drift_share >= policy.drift_share_threshold:
+    drifted = drift.drift_share >= policy.drift_share_threshold
+    if drifted:
         reasons.append(
             f"drift share {drift.drift_share:.2f} >= {policy.drift_share_threshold} ({', '.join(drift.drifted_columns)})"
         )
@@ -204,7 +205,8 @@ def decide_and_trigger(
         elif cooling:
             record.reason += f"; within the cooldown after the trigger at {last_trigger.checked_at:%Y-%m-%d %H:%M}"
         else:
-            record.retraining_run_id = _trigger_retraining(policy.retraining_deployment, record)
+            cause = "drift" if drifted else "quality drop"
+            record.retraining_run_id = _trigger_retraining(policy.retraining_deployment, record, cause)
             record.triggered = True
             logger.warning("triggered %s: flow run %s", policy.retraining_deployment, record.retraining_run_id)
     record.id = history.record(record)
@@ -220,8 +222,7 @@ def _notify(url: str | None, record: CheckRecord) -> None:
         get_run_logger().error("alert webhook failed: %s", exc)
 
 
-def _trigger_retraining(deployment: str, record: CheckRecord) -> str:
-    cause = "drift" if record.drift_share is not None and "drift share" in record.reason else "quality drop"
+def _trigger_retraining(deployment: str, record: CheckRecord, cause: str) -> str:
     try:
         run = run_deployment(
             name=deployment,

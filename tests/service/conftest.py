@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,19 +13,14 @@ from datetime import date
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
+from mlops_core import processes
 from mlops_core.generator import generate_day
+from mlops_core.processes import free_port
 from mlops_core.settings import PROJECT_ROOT, Settings
 
 VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", PROJECT_ROOT / ".venv")) / "bin"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(check, timeout: float, what: str, interval: float = 0.25):
@@ -43,29 +37,11 @@ def wait_until(check, timeout: float, what: str, interval: float = 0.25):
 
 
 def stop_group(process: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 20) -> None:
-    """Stop a server started in its own session and every process it spawned.
-
-    BentoML's workers run in process groups of their own: they are collected before the signal and killed
-    if they outlive it, so no worker survives a test (not even one whose server got SIGKILL).
-    """
-    try:
-        descendants = psutil.Process(process.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        descendants = []
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, sig)
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
-        except ProcessLookupError:
-            pass
-    _, alive = psutil.wait_procs(descendants, timeout=grace if sig != signal.SIGKILL else 1)
-    for child in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.kill()
-    psutil.wait_procs(alive, timeout=10)
+    """Stop a server and every worker it spawned: ``sig`` (BentoML drains on SIGTERM), then SIGKILL."""
+    signals = (signal.SIGKILL,) if sig == signal.SIGKILL else (sig, signal.SIGKILL)
+    processes.stop_group(process.pid, timeout=grace, signals=signals)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(10)  # reap it
 
 
 @dataclass
