@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -188,6 +188,32 @@ class ExperimentSettings(BaseModel):
     auto_decide: bool = Field(default=False, description="Apply decisions; otherwise only recommend them.")
 
 
+class FeatureStoreSettings(BaseModel):
+    """The Feast feature store: offline rows for point-in-time training sets, online rows for serving by entity.
+
+    Embedded by default (SQLite online store, Parquet files offline, registry file in the state dir). Another
+    store is a settings change: ``MLOPS_FEATURES__ONLINE_STORE='{"type": "redis", "connection_string":
+    "host:6379"}'``, ``MLOPS_FEATURES__OFFLINE_STORE='{"type": "bigquery", ...}'`` with Feast's own keys.
+    """
+
+    enabled: bool = Field(
+        default=True,
+        description="Build training sets from the store when the data has an entity id and a timestamp.",
+    )
+    project: str = "loan_default"
+    view: str = Field(default="applicant_features", description="The feature view of feature_repo/ to use.")
+    registry: str | None = Field(default=None, description="Feast registry path or URL; default in the state dir.")
+    online_store: dict[str, Any] = Field(default_factory=dict, description="Feast online_store; default SQLite.")
+    offline_store: dict[str, Any] = Field(default_factory=lambda: {"type": "file"})
+    ttl_days: int = Field(
+        default=0, ge=0, description="How old a feature row may be for a point-in-time join; 0 means no limit."
+    )
+    cache_ttl_seconds: float = Field(
+        default=30.0, ge=0.0, description="How long the service trusts a cached entity without the store."
+    )
+    cache_max_entities: int = Field(default=100_000, ge=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MLOPS_", env_nested_delimiter="__", env_file=".env", extra="ignore")
 
@@ -201,6 +227,7 @@ class Settings(BaseSettings):
     service: ServiceSettings = ServiceSettings()
     experiment: ExperimentSettings = ExperimentSettings()
     stack: StackSettings = StackSettings()
+    features: FeatureStoreSettings = FeatureStoreSettings()
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> Settings:
@@ -269,6 +296,11 @@ class Settings(BaseSettings):
     def stack_dir(self) -> Path:
         """Pids and logs of the local stack."""
         return self.state_dir / "stack"
+
+    @property
+    def feature_store_dir(self) -> Path:
+        """Registry, SQLite online store, offline Parquet rows and the update journal of the feature store."""
+        return self.state_dir / "features"
 
     def ensure_dirs(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)

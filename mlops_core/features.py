@@ -1,0 +1,330 @@
+"""The feature store (Feast): point-in-time training sets, materialisation, online lookups and updates.
+
+Feast is imported on first use: it costs several seconds, which processes that never touch the store should not pay.
+Every write that changes what the online store answers (materialisation, updates, a new definition) is also
+appended to the *update journal*, a small file beside the store. Cached lookups in any process read the new
+lines of the journal before answering (one ``stat`` when nothing changed) and drop the entities named there, so
+an update is never answered stale through a cache, whichever process or worker made it or reads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from cachetools import TTLCache
+
+from feature_repo import definitions
+from mlops_core.settings import Settings
+
+if TYPE_CHECKING:
+    from feast import FeatureStore, FeatureView
+
+ALL_ENTITIES = "*"
+
+
+class FeatureStoreError(RuntimeError):
+    """The store could not be read or written; the message says what failed."""
+
+
+class UnknownEntity(LookupError):
+    pass
+
+
+class InvalidFeatures(ValueError):
+    """An update or a training window that does not fit the feature definitions; ``problems`` name the fields."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class EntityFeatures:
+    """One entity's newest feature values; ``missing`` lists features the store has no value row for."""
+
+    entity_id: int
+    values: dict[str, Any]
+    as_of: datetime | None
+    missing: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    frame: pd.DataFrame
+    rows_without_features: int
+
+
+class UpdateJournal:
+    """Append-only lines of updated entity ids ("*" for all), read incrementally by every cache."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def append(self, entity_ids: Iterable[int | str]) -> None:
+        lines = "".join(f"{entity_id}\n" for entity_id in entity_ids)
+        if not lines:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as journal:
+            journal.write(lines)
+            journal.flush()
+            os.fsync(journal.fileno())
+
+    def read_from(self, offset: int) -> tuple[list[str], int]:
+        """Entity ids appended since ``offset`` and the new offset; a shorter file (recreated) means everything."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return ([ALL_ENTITIES] if offset else []), 0
+        if size == offset:
+            return [], offset
+        if size < offset:
+            return [ALL_ENTITIES], 0
+        with self.path.open("rb") as journal:
+            journal.seek(offset)
+            chunk = journal.read(size - offset)
+        complete = chunk.rfind(b"\n") + 1  # a line being written is read next time
+        return chunk[:complete].decode("utf-8").split(), offset + complete
+
+
+class FeatureRepository:
+    """The project's Feast store, configured from the settings (no ``feature_store.yaml`` to keep in sync)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.config = settings.features
+        self.root = settings.feature_store_dir
+        self.offline_dir = self.root / "offline" / self.config.view
+        self.journal = UpdateJournal(self.root / "updates.journal")
+
+    @cached_property
+    def store(self) -> FeatureStore:
+        from feast import FeatureStore
+        from feast.repo_config import RepoConfig
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        online = self.config.online_store or {"type": "sqlite", "path": str(self.root / "online.db")}
+        config = RepoConfig(
+            project=self.config.project,
+            registry=self.config.registry or str(self.root / "registry.db"),
+            provider="local",
+            online_store=online,
+            offline_store=self.config.offline_store,
+            entity_key_serialization_version=3,
+            repo_path=str(self.root),
+        )
+        return FeatureStore(config=config)
+
+    @cached_property
+    def view(self) -> FeatureView:
+        ttl = timedelta(days=self.config.ttl_days)
+        return definitions.applicant_features(self.config.view, str(self.offline_dir), ttl)
+
+    def apply(self) -> None:
+        """Register the definitions (idempotent); cached entities are dropped in case a definition changed."""
+        self.offline_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.store.apply([definitions.applicant_entity(), self.view])
+        except Exception as exc:
+            raise FeatureStoreError(f"applying the feature definitions failed: {exc}") from exc
+        self.journal.append([ALL_ENTITIES])
+
+    # --- offline: training sets ---------------------------------------------------------------------------------
+
+    def write_offline(self, frame: pd.DataFrame, timestamp: str) -> list[Path]:
+        """Store the feature rows of a validated window, one Parquet file per day named by its content.
+
+        Re-reading the same days writes the same files, so retraining on overlapping windows adds no duplicates.
+        """
+        rows = feature_rows(frame, frame[timestamp])
+        self.offline_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for day, day_rows in rows.groupby(rows[definitions.EVENT_TIMESTAMP].dt.date, sort=True):
+            digest = hashlib.sha256(pd.util.hash_pandas_object(day_rows, index=False).to_numpy().tobytes())
+            written.append(self._write_parquet(day_rows, f"{day.isoformat()}-{digest.hexdigest()[:16]}"))
+        return written
+
+    def training_set(self, frame: pd.DataFrame, *, entity_id: str, timestamp: str, target: str) -> TrainingSet:
+        """The window's labels joined to the feature values recorded at or before each row's timestamp.
+
+        Rows keep their order. A row with no feature row at all is left out and counted, never filled in.
+        """
+        if entity_id != definitions.JOIN_KEY:
+            raise InvalidFeatures([f"the feature view is keyed by {definitions.JOIN_KEY!r}, the data by {entity_id!r}"])
+        labels = pd.DataFrame(
+            {
+                definitions.JOIN_KEY: frame[entity_id].to_numpy(),
+                "event_timestamp": frame[timestamp].to_numpy(),
+                target: frame[target].to_numpy(),
+                "_row": range(len(frame)),
+            }
+        )
+        labels["event_timestamp"] = pd.to_datetime(labels["event_timestamp"], utc=True)
+        try:
+            joined = self.store.get_historical_features(entity_df=labels, features=self._references()).to_df()
+        except Exception as exc:
+            raise FeatureStoreError(f"the point-in-time join failed: {exc}") from exc
+        joined = joined.sort_values("_row", ignore_index=True)
+        found = joined[definitions.AS_OF].notna()
+        training = joined.loc[found, [definitions.JOIN_KEY, "event_timestamp", *definitions.FEATURES, target]]
+        training = training.rename(columns={definitions.JOIN_KEY: entity_id, "event_timestamp": timestamp})
+        for name in definitions.INTEGER_FEATURES:
+            if training[name].notna().all():
+                training[name] = training[name].astype("int64")
+        for name in definitions.TEXT_FEATURES:
+            training[name] = training[name].astype(object).where(training[name].notna(), None)
+        ordered = [c for c in frame.columns if c in training.columns]
+        # The file offline store drops some such rows and returns others with empty values: count against the input.
+        return TrainingSet(training[ordered].reset_index(drop=True), len(frame) - int(found.sum()))
+
+    def materialize(self, start: datetime, end: datetime | None = None) -> None:
+        """Load the newest row per entity stamped in [start, end] into the online store (end: now).
+
+        Ending at now, not at the window's end, keeps updates made after the window: the online store overwrites
+        without comparing timestamps, so the newest offline row must be the one written.
+        """
+        end = end or datetime.now(UTC)
+        try:
+            self.store.materialize(start_date=start, end_date=end, feature_views=[self.config.view])
+        except Exception as exc:
+            raise FeatureStoreError(f"materialising {self.config.view} failed: {exc}") from exc
+        self.journal.append([ALL_ENTITIES])
+
+    # --- online: lookups and updates ----------------------------------------------------------------------------
+
+    def lookup(self, entity_id: int) -> EntityFeatures:
+        """The entity's newest values from the online store; raises UnknownEntity when it has none at all."""
+        try:
+            response = self.store.get_online_features(
+                features=self._references(), entity_rows=[{definitions.JOIN_KEY: entity_id}]
+            ).to_dict(include_event_timestamps=True)
+        except Exception as exc:
+            raise FeatureStoreError(f"the online store could not be read: {type(exc).__name__}: {exc}") from exc
+        found = {name: bool(response.get(f"{name}__ts", [0])[0]) for name in definitions.FEATURES}
+        if not any(found.values()):
+            raise UnknownEntity(f"no features stored for {definitions.JOIN_KEY}={entity_id}")
+        as_of = response.get(definitions.AS_OF, [None])[0]
+        return EntityFeatures(
+            entity_id=entity_id,
+            values={name: response[name][0] for name in definitions.FEATURES if found[name]},
+            as_of=as_of,
+            missing=tuple(name for name in definitions.FEATURES if not found[name]),
+        )
+
+    def update(self, entity_id: int, values: Mapping[str, Any]) -> EntityFeatures:
+        """Record new values for one entity, stamped now: online at once, offline for later training sets.
+
+        Values not given keep their current online value; an entity new to the store needs every feature.
+        """
+        unknown = sorted(set(values) - set(definitions.FEATURES))
+        if unknown:
+            raise InvalidFeatures([f"{name}: not a feature of {self.config.view}" for name in unknown])
+        try:
+            current = self.lookup(entity_id).values
+        except UnknownEntity:
+            current = {}
+        merged = {**current, **values}
+        absent = [name for name in definitions.FEATURES if name not in merged]
+        if absent:
+            raise InvalidFeatures([f"{name}: required for an entity new to the store" for name in absent])
+        now = pd.Timestamp.now(tz="UTC")
+        rows = feature_rows(pd.DataFrame([{definitions.JOIN_KEY: entity_id, **merged}]), pd.Series([now]))
+        try:
+            self.store.write_to_online_store(self.config.view, df=rows)
+        except Exception as exc:
+            raise FeatureStoreError(f"the online store could not be written: {exc}") from exc
+        self.journal.append([entity_id])
+        self._write_parquet(rows, f"update-{now.strftime('%Y%m%dT%H%M%S%f')}-{entity_id}")
+        return EntityFeatures(entity_id, {n: rows.iloc[0][n] for n in definitions.FEATURES}, now.to_pydatetime())
+
+    def _references(self) -> list[str]:
+        return [f"{self.config.view}:{name}" for name in [*definitions.FEATURES, definitions.AS_OF]]
+
+    def _write_parquet(self, rows: pd.DataFrame, stem: str) -> Path:
+        self.offline_dir.mkdir(parents=True, exist_ok=True)
+        path = self.offline_dir / f"{stem}.parquet"
+        tmp = path.with_name(f".{path.name}.tmp")  # hidden while written: readers of the directory skip it
+        rows.to_parquet(tmp, index=False)
+        tmp.replace(path)
+        return path
+
+
+def feature_rows(frame: pd.DataFrame, stamps: pd.Series) -> pd.DataFrame:
+    """The view's columns with the types of its schema, stamped with ``stamps``; refuses values that do not fit."""
+    missing = [name for name in [definitions.JOIN_KEY, *definitions.FEATURES] if name not in frame.columns]
+    if missing:
+        raise InvalidFeatures([f"{name}: column missing" for name in missing])
+    rows = pd.DataFrame({definitions.JOIN_KEY: frame[definitions.JOIN_KEY].to_numpy()})
+    problems = []
+    for name in definitions.FEATURES:
+        column = frame[name].reset_index(drop=True)
+        if name in definitions.TEXT_FEATURES:
+            bad = column.notna() & ~column.map(lambda v: isinstance(v, str))
+            rows[name] = column.astype(object).where(column.notna(), None)
+        else:
+            numeric = pd.to_numeric(column, errors="coerce")
+            bad = column.notna() & numeric.isna()
+            if name in definitions.INTEGER_FEATURES:
+                bad |= numeric.notna() & (numeric % 1 != 0)
+                numeric = numeric.astype("Int64") if not bad.any() else numeric
+            rows[name] = numeric
+        if bad.any():
+            problems.append(
+                f"{name}: {int(bad.sum())} value(s) not of the feature's type, e.g. {column[bad].iloc[0]!r}"
+            )
+    if problems:
+        raise InvalidFeatures(problems)
+    stamps = pd.to_datetime(stamps.reset_index(drop=True), utc=True)
+    rows[definitions.EVENT_TIMESTAMP] = stamps
+    rows[definitions.AS_OF] = stamps
+    return rows
+
+
+class CachedFeatures:
+    """Entity lookups with a bounded in-process TTL cache in front, kept honest by the update journal.
+
+    A hit is served only while its entry is younger than the TTL, so when the store is down nothing older than
+    the TTL is answered. Lookups run under one lock (one store read at a time per process): between reading the
+    journal and storing a fresh entry no update of that entity can slip through unnoticed.
+    """
+
+    def __init__(self, repository: FeatureRepository, ttl_seconds: float, max_entities: int) -> None:
+        self.repository = repository
+        self.cache: TTLCache[int, EntityFeatures] = TTLCache(maxsize=max_entities, ttl=ttl_seconds)
+        self.hits = self.misses = 0
+        self._offset = self.repository.journal.read_from(0)[1]
+        self._lock = threading.Lock()
+
+    def get(self, entity_id: int) -> EntityFeatures:
+        with self._lock:
+            self._apply_journal()
+            cached = self.cache.get(entity_id)
+            if cached is not None:
+                self.hits += 1
+                return cached
+            self.misses += 1
+            features = self.repository.lookup(entity_id)
+            if not self._apply_journal(watch=entity_id):
+                self.cache[entity_id] = features
+            return features
+
+    def _apply_journal(self, watch: int | None = None) -> bool:
+        """Drop the entities updated since the last read; True when ``watch`` was among them."""
+        updated, self._offset = self.repository.journal.read_from(self._offset)
+        if ALL_ENTITIES in updated:
+            self.cache.clear()
+            return True
+        touched = False
+        for entity in updated:
+            self.cache.pop(int(entity), None)
+            touched |= watch is not None and int(entity) == watch
+        return touched
