@@ -1,4 +1,5 @@
-"""The training flow: load -> validate (gate) -> split -> train candidates -> evaluate -> log -> register -> promote."""
+"""The training flow: load -> validate (gate) -> feature store -> split -> train -> evaluate -> log -> register ->
+promote, and the newest features into the online store."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from mlops_core.promotion import TrainingOutcome
 from mlops_core.settings import CandidateName, Settings, get_settings
 from tasks.data import load_training_data
+from tasks.features import build_training_set, materialise_online_features
 from tasks.promotion import gate_and_promote
 from tasks.registry import log_to_mlflow, publish_training_summary, register_model_version
 from tasks.training import evaluate_candidates, profile_reference_data, split_training_data, train_candidate
@@ -63,11 +65,13 @@ def training_flow(
 ) -> TrainingOutcome:
     """Train candidates on the newest data window, register the best, and promote it if it beats the champion.
 
-    Bad data stops the flow at loading or at the Great Expectations gate with nothing registered.
+    Bad data stops the flow at loading or at the Great Expectations gate with nothing registered and nothing
+    written to the feature store. The model trains on a point-in-time join of the feature store, as served.
     """
     settings = run_settings(data_source, window_days, candidates)
     data = load_training_data(settings)
     validation = validate_training_data(data, settings)
+    data = build_training_set(data, settings)
     split = split_training_data(data, settings)
     fitted = train_candidate.map(
         settings.training.candidates, split=unmapped(split), seed=settings.training.random_seed
@@ -78,4 +82,5 @@ def training_flow(
     version = register_model_version(run, data, validation, evaluation, settings)
     publish_training_summary(version, evaluation, validation, data, split, settings)
     decision = gate_and_promote(settings, version.version)
+    materialise_online_features(data, settings)
     return TrainingOutcome(registered=version, promotion=decision)

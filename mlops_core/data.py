@@ -26,6 +26,9 @@ class LoadedData:
     files: list[str]
     target: str
     feature_columns: list[str] = field(default_factory=list)
+    # Where the rows the model trains on came from: the files as read, or a point-in-time join in the feature store.
+    training_set_source: str = "files"
+    rows_without_features: int = 0
 
     @property
     def rows(self) -> int:

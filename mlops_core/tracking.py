@@ -124,6 +124,8 @@ def log_training_run(
                 "holdout_rows": len(split.x_holdout),
                 "split": split.strategy,
                 "files": len(data.files),
+                "training_set_source": data.training_set_source,
+                "rows_without_features": data.rows_without_features,
                 "first_file": Path(data.files[0]).name,
                 "last_file": Path(data.files[-1]).name,
                 "features": len(data.feature_columns),

@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 from flows.training import training_flow
 from mlops_core import registry
 from mlops_core.data import DataLoadError
+from mlops_core.features import FeatureRepository
 from mlops_core.generator import write_batches
 from mlops_core.settings import Settings, get_settings
 from mlops_core.validation import DataValidationError, create_suite
@@ -48,6 +49,8 @@ def test_registers_a_version_with_signature_tags_and_reference(settings, loan_ba
     assert run.data.tags["data_digest"] == result.data_digest
     assert run.data.metrics["roc_auc"] == pytest.approx(result.metrics["roc_auc"])
     assert run.data.params["split"].startswith("temporal")
+    assert run.data.params["training_set_source"] == "feature_store:loan_default/applicant_features"
+    assert run.data.params["rows_without_features"] == "0"
     children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}'")
     assert {c.data.params["candidate"] for c in children} == {"logistic_regression", "hist_gradient_boosting"}
 
@@ -64,6 +67,17 @@ def test_registers_a_version_with_signature_tags_and_reference(settings, loan_ba
     assert profile["columns"]["credit_score"]["kind"] == "numeric"
     gx_result = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/validation/great_expectations_result.json")
     assert gx_result["success"] is True
+
+    # The newest values of every applicant in the window are online for serving by entity.
+    newest = pd.concat(pd.read_parquet(p) for p in settings.data_source.iterdir()).sort_values("application_ts")
+    latest = newest.iloc[-1]
+    online = FeatureRepository(settings).lookup(int(latest["applicant_id"]))
+    assert online.as_of == latest["application_ts"].to_pydatetime()
+    assert online.values["credit_score"] == pytest.approx(latest["credit_score"], nan_ok=True)
+
+
+def offline_files(settings: Settings) -> set[Path]:
+    return set(FeatureRepository(settings).offline_dir.iterdir())
 
 
 def _feature_columns(settings: Settings) -> list[str]:
@@ -122,12 +136,13 @@ def _corrupt(directory: Path, how: str) -> None:
 )
 def test_bad_data_stops_the_flow_and_leaves_the_registry_as_it_was(settings, loan_batches, how, error, message):
     good = training_flow().registered
-    before = _registry_state(settings)
+    before, offline_before = _registry_state(settings), offline_files(settings)
     _corrupt(loan_batches, how)
     with pytest.raises(error, match=message):
         training_flow()
     assert _registry_state(settings) == before
     assert good.version == 1
+    assert offline_files(settings) == offline_before
 
 
 def test_wrong_target_stops_at_load_with_nothing_registered(settings, loan_batches, monkeypatch):

@@ -1,0 +1,54 @@
+"""Feature-store tasks: the training set as a point-in-time join, then the newest values into the online store."""
+
+from dataclasses import replace
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from mlops_core.data import LoadedData
+from mlops_core.features import FeatureRepository
+from mlops_core.settings import Settings
+
+
+def feature_store_reason(settings: Settings) -> str | None:
+    """Why this run trains on the files as read instead of the feature store; None when it uses the store."""
+    if not settings.features.enabled:
+        return "the feature store is disabled (MLOPS_FEATURES__ENABLED=false)"
+    if not (settings.data.entity_id and settings.data.timestamp):
+        return "the data has no entity id and timestamp to join on"
+    return None
+
+
+@task(name="build-training-set", cache_policy=NO_CACHE)
+def build_training_set(data: LoadedData, settings: Settings) -> LoadedData:
+    """Store the validated window's feature rows, then join them back as of each row's timestamp."""
+    logger = get_run_logger()
+    reason = feature_store_reason(settings)
+    if reason:
+        logger.info("training on the files as read: %s", reason)
+        return data
+    repository = FeatureRepository(settings)
+    repository.apply()
+    written = repository.write_offline(data.frame, settings.data.timestamp)
+    joined = repository.training_set(
+        data.frame, entity_id=settings.data.entity_id, timestamp=settings.data.timestamp, target=data.target
+    )
+    if joined.rows_without_features:
+        logger.warning("%d row(s) had no feature row at their timestamp and are left out", joined.rows_without_features)
+    logger.info("training set: %d rows joined point-in-time from %d offline file(s)", len(joined.frame), len(written))
+    return replace(
+        data,
+        frame=joined.frame,
+        training_set_source=f"feature_store:{settings.features.project}/{settings.features.view}",
+        rows_without_features=joined.rows_without_features,
+    )
+
+
+@task(name="materialise-online-features", cache_policy=NO_CACHE)
+def materialise_online_features(data: LoadedData, settings: Settings) -> None:
+    """The newest values per entity, from the window's start to now, into the online store for serving."""
+    if feature_store_reason(settings):
+        return
+    start = data.frame[settings.data.timestamp].min().to_pydatetime()
+    FeatureRepository(settings).materialize(start)
+    get_run_logger().info("online store holds the newest features of every entity seen since %s", start)
