@@ -21,6 +21,8 @@ app.add_typer(gx_app, name="gx")
 app.add_typer(keys_app, name="keys")
 stack_app = typer.Typer(no_args_is_help=True, help="The local stack: Prefect server and worker, MLflow, the service.")
 app.add_typer(stack_app, name="stack")
+features_app = typer.Typer(no_args_is_help=True, help="The feature store: definitions, online values, updates.")
+app.add_typer(features_app, name="features")
 
 
 @app.callback()
@@ -294,6 +296,84 @@ def stack_status() -> None:
             typer.echo(f"{name:<15} up    {record.url:<45} pid {record.pid:<8} log {record.log}")
         else:
             typer.echo(f"{name:<15} down")
+
+
+def _repository():
+    from mlops_core.features import FeatureRepository
+
+    return FeatureRepository(get_settings())
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(1)
+
+
+@features_app.command("apply")
+def features_apply() -> None:
+    """Register the definitions of feature_repo/ in the store (idempotent)."""
+    from mlops_core.features import FeatureStoreError
+
+    try:
+        _repository().apply()
+    except FeatureStoreError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"applied {get_settings().features.view} to {get_settings().feature_store_dir}")
+
+
+@features_app.command("materialize")
+def features_materialize(
+    since: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="Rows stamped from this day on.")],
+) -> None:
+    """Load the newest offline value per entity, stamped since SINCE, into the online store."""
+    from mlops_core.features import FeatureStoreError
+
+    try:
+        _repository().materialize(since.replace(tzinfo=UTC))
+    except FeatureStoreError as exc:
+        raise _fail(exc) from exc
+    typer.echo("materialised")
+
+
+@features_app.command("get")
+def features_get(entity_id: Annotated[int, typer.Argument(help="The entity id, e.g. an applicant_id.")]) -> None:
+    """Print an entity's newest online values as JSON."""
+    from mlops_core.features import FeatureStoreError, UnknownEntity
+
+    try:
+        found = _repository().lookup(entity_id)
+    except (UnknownEntity, FeatureStoreError) as exc:
+        raise _fail(exc) from exc
+    typer.echo(json.dumps({"entity_id": entity_id, "as_of": str(found.as_of), **found.values}, default=str))
+
+
+@features_app.command("update")
+def features_update(
+    entity_id: Annotated[int, typer.Argument(help="The entity id, e.g. an applicant_id.")],
+    values: Annotated[list[str], typer.Option("--set", help="NAME=VALUE, repeatable; null for a missing value.")],
+) -> None:
+    """Record new values for an entity: online at once (every cache drops it), offline for later training."""
+    from mlops_core.features import FeatureStoreError, InvalidFeatures
+
+    try:
+        updated = _repository().update(entity_id, parse_assignments(values))
+    except (InvalidFeatures, FeatureStoreError, ValueError) as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"updated {entity_id} as of {updated.as_of.isoformat()}")
+
+
+def parse_assignments(assignments: list[str]) -> dict[str, object]:
+    """``name=value`` pairs; values are JSON where they parse (numbers, null), text otherwise."""
+    parsed: dict[str, object] = {}
+    for item in assignments:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"expected NAME=VALUE, got {item!r}")
+        try:
+            parsed[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            parsed[name] = raw
+    return parsed
 
 
 @app.command("settings")

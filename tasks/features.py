@@ -1,12 +1,13 @@
 """Feature-store tasks: the training set as a point-in-time join, then the newest values into the online store."""
 
 from dataclasses import replace
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from mlops_core.data import LoadedData
-from mlops_core.features import FeatureRepository
+from mlops_core.features import FeatureRepository, InvalidFeatures
 from mlops_core.settings import Settings
 
 
@@ -52,3 +53,17 @@ def materialise_online_features(data: LoadedData, settings: Settings) -> None:
     start = data.frame[settings.data.timestamp].min().to_pydatetime()
     FeatureRepository(settings).materialize(start)
     get_run_logger().info("online store holds the newest features of every entity seen since %s", start)
+
+
+@task(name="update-entity-features", cache_policy=NO_CACHE)
+def update_entity_features(updates: list[dict[str, Any]], settings: Settings) -> list[int]:
+    """Write each update in order; the first invalid one stops the run (the ones before it stay written)."""
+    repository = FeatureRepository(settings)
+    key = settings.data.entity_id or "entity_id"
+    for index, update in enumerate(updates):
+        entity_id = update.get(key)
+        if isinstance(entity_id, bool) or not isinstance(entity_id, int):
+            raise InvalidFeatures([f"update {index}: {key} must be an integer, got {entity_id!r}"])
+        repository.update(entity_id, {k: v for k, v in update.items() if k != key})
+    get_run_logger().info("updated the features of %d entities", len(updates))
+    return [update[key] for update in updates]

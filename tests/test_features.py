@@ -163,3 +163,29 @@ def test_journal_reads_only_complete_lines_and_restarts_when_recreated(tmp_path)
     assert ids == ["4", "5"] and offset == 4
     journal.path.write_text("")
     assert journal.read_from(offset) == (["*"], 0)
+
+
+def test_the_update_flow_writes_valid_updates_and_stops_at_an_invalid_one(repository, prefect_harness) -> None:
+    from flows.features import feature_update_flow
+
+    repository.write_offline(applications([1, 2], [stamp(2), stamp(2)]), "application_ts")
+    repository.materialize(start=datetime(2026, 3, 1, tzinfo=UTC))
+    assert feature_update_flow([{"applicant_id": 1, "age": 52}, {"applicant_id": 2, "region": "west"}]) == [1, 2]
+    assert repository.lookup(1).values["age"] == 52 and repository.lookup(2).values["region"] == "west"
+
+    with pytest.raises(InvalidFeatures, match="update 1: applicant_id must be an integer"):
+        feature_update_flow([{"applicant_id": 1, "age": 53}, {"applicant_id": "2", "age": 1}])
+    assert repository.lookup(1).values["age"] == 53 and repository.lookup(2).values["age"] != 1
+    with pytest.raises(InvalidFeatures, match="age: 1 value"):
+        feature_update_flow([{"applicant_id": 1, "age": "old"}])
+    assert repository.lookup(1).values["age"] == 53
+
+
+def test_a_model_input_without_a_stored_value_is_named() -> None:
+    from mlops_core.features import EntityFeatures
+    from services.entities import model_row
+
+    stored = EntityFeatures(7, {"age": 40, "credit_score": float("nan")}, None, missing=("region",))
+    row, missing = model_row(stored, ["age", "credit_score", "region", "loan_amount"])
+    assert row == {"age": 40, "credit_score": None}
+    assert missing == ["region", "loan_amount"]
