@@ -16,4 +16,5 @@ fi
 
 # --frozen: exactly the versions in uv.lock, no resolution on a fresh machine.
 "$UV" sync --frozen --project "$ROOT" --quiet
-export PATH="$ROOT/.venv/bin:$PATH"
+# uv stays on the PATH: `bentoml build` installs the Bento's packages with it.
+export PATH="$ROOT/.venv/bin:$(dirname "$(command -v "$UV")"):$PATH"
