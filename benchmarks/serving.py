@@ -78,10 +78,11 @@ class Setup:
     settings: Settings
     version: int
     model_path: Path
-    key: str
+    keys: list[str]
     row: dict
     batch: list[dict] = field(default_factory=list)
     service_env: dict[str, str] = field(default_factory=dict)
+    service_runtime: str = "not started"
 
 
 @dataclass
@@ -90,7 +91,7 @@ class Peer:
     start: Callable[[Setup, int], tuple[subprocess.Popen, str]]
     path: str
     body: Callable[[dict], dict]
-    headers: Callable[[Setup], dict[str, str]] = lambda setup: {}
+    headers: Callable[[Setup], list[dict[str, str]]] = lambda setup: [{}]
 
 
 def server_cpu_seconds(process: subprocess.Popen) -> float:
@@ -110,22 +111,24 @@ def server_cpu_seconds(process: subprocess.Popen) -> float:
 
 
 async def load(
-    url: str, body: bytes, headers: dict[str, str], seconds: float, connections: int, server: subprocess.Popen
+    url: str, body: bytes, headers: list[dict[str, str]], seconds: float, connections: int, server: subprocess.Popen
 ) -> Load:
-    """``connections`` clients each sending the next request as soon as the last one is answered."""
+    """``connections`` clients each sending the next request as soon as the last one is answered; client ``i``
+    sends ``headers[i % len(headers)]`` (its own API key where the server checks keys)."""
     latencies: list[float] = []
     errors = 0
     connector = aiohttp.TCPConnector(limit=connections)
     timeout = aiohttp.ClientTimeout(total=30)
-    headers = {"content-type": "application/json", **headers}
-    async with aiohttp.ClientSession(connector=connector, headers=headers, timeout=timeout) as session:
+    common = {"content-type": "application/json"}
+    async with aiohttp.ClientSession(connector=connector, headers=common, timeout=timeout) as session:
 
-        async def client(deadline: float, record: bool) -> None:
+        async def client(index: int, deadline: float, record: bool) -> None:
             nonlocal errors
+            own = headers[index % len(headers)]
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
                 try:
-                    async with session.post(url, data=body) as response:
+                    async with session.post(url, data=body, headers=own) as response:
                         await response.read()
                         failed = response.status != 200
                 except (aiohttp.ClientError, TimeoutError):
@@ -134,11 +137,11 @@ async def load(
                     latencies.append(time.perf_counter() - started)
                     errors += failed
 
-        await asyncio.gather(*(client(time.perf_counter() + 2, False) for _ in range(connections)))  # warm-up
+        await asyncio.gather(*(client(i, time.perf_counter() + 2, False) for i in range(connections)))  # warm-up
         load_average = os.getloadavg()[0]
         cpu_client, cpu_server = time.process_time(), server_cpu_seconds(server)
         began = time.perf_counter()
-        await asyncio.gather(*(client(began + seconds, True) for _ in range(connections)))
+        await asyncio.gather(*(client(i, began + seconds, True) for i in range(connections)))
         elapsed = time.perf_counter() - began
         client_cpu, server_cpu = time.process_time() - cpu_client, server_cpu_seconds(server) - cpu_server
     latencies.sort()
@@ -227,12 +230,13 @@ def start_mlflow(setup: Setup, workers: int) -> tuple[subprocess.Popen, str]:
 
 
 def project_environment(setup: Setup, workers: int) -> dict[str, str]:
-    """Every feature on; the rate limit is still checked on each request, with a limit the run cannot reach."""
+    """Every feature on. Each client has its own key; the per-key rate limit is checked and recorded on every
+    request, with a limit the run does not reach."""
     return service_environment(
         setup.settings.state_dir,
         MLOPS_SERVICE__WORKERS=str(workers),
         MLOPS_SERVICE__PREDICTION_LOG="true",
-        MLOPS_SERVICE__RATE_LIMIT=str(10**9),
+        MLOPS_SERVICE__RATE_LIMIT=str(10**6),
         MLOPS_SERVICE__POLL_SECONDS="30",
         MLOPS_SERVICE__MAX_BATCH_ROWS=str(max(len(setup.batch), 1000)),
         MLOPS_SERVICE__MAX_BODY_BYTES=str(64 * 1024**2),
@@ -242,6 +246,7 @@ def project_environment(setup: Setup, workers: int) -> dict[str, str]:
 
 def start_project(setup: Setup, workers: int) -> tuple[subprocess.Popen, str]:
     server = start_service(project_environment(setup, workers), setup.root / "bento.log", timeout=180)
+    setup.service_runtime = httpx.get(f"{server.url}/readyz", timeout=10).json()["model"]["runtime"]
     return server.process, server.url
 
 
@@ -251,12 +256,12 @@ PEERS = [
     Peer("flask+gunicorn (seed)", start_flask, "/predict", lambda row: {"features": list(row.values())}),
     Peer("fastapi+uvicorn", start_fastapi, "/predict", lambda row: row),
     Peer("mlflow models serve", start_mlflow, "/invocations", lambda row: {"dataframe_records": [row]}),
-    Peer(PROJECT, start_project, "/predict", lambda row: row, lambda setup: {"X-API-Key": setup.key}),
+    Peer(PROJECT, start_project, "/predict", lambda row: row, lambda setup: [{"X-API-Key": k} for k in setup.keys]),
 ]
 
 
-def prepare(root: Path, batch_rows: int) -> Setup:
-    """Register a logistic-regression champion, create a key, pick a request row and a batch."""
+def prepare(root: Path, batch_rows: int, clients: int) -> Setup:
+    """Register a logistic-regression champion, create a key per client, pick a request row and a batch."""
     import joblib
     import mlflow.sklearn
 
@@ -266,11 +271,12 @@ def prepare(root: Path, batch_rows: int) -> Setup:
     client.set_registered_model_alias(settings.mlflow.registered_model, registry.CHAMPION, str(version))
     model = mlflow.sklearn.load_model(f"models:/{settings.mlflow.registered_model}/{version}")
     joblib.dump(model, root / "model.pkl")
-    key = KeyStore(settings.key_store).create("benchmark")[1]
+    store = KeyStore(settings.key_store)
+    keys = [store.create(f"client-{i}")[1] for i in range(clients)]
     columns = list(model.feature_names_in_)
     frame = generate_day(date(2026, 11, 2), max(batch_rows, 1), seed=3)[columns]
     rows = [{k: (None if v != v else v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
-    return Setup(root, settings, version, root / "model.pkl", key, rows[0], rows[:batch_rows])
+    return Setup(root, settings, version, root / "model.pkl", keys, rows[0], rows[:batch_rows])
 
 
 def measure_batch(setup: Setup, url: str, repeat: int) -> dict[str, float]:
@@ -279,7 +285,7 @@ def measure_batch(setup: Setup, url: str, repeat: int) -> dict[str, float]:
     import pandas as pd
 
     body = json.dumps({"rows": setup.batch})
-    with httpx.Client(timeout=120, headers={"X-API-Key": setup.key, "content-type": "application/json"}) as client:
+    with httpx.Client(timeout=120, headers={"X-API-Key": setup.keys[0], "content-type": "application/json"}) as client:
         served = []
         for attempt in range(repeat + 1):  # the first call is a warm-up
             started = time.perf_counter()
@@ -386,13 +392,14 @@ def main(argv: list[str] | None = None) -> str:
     startups: dict[str, float] = {}
     batch = None
     with tempfile.TemporaryDirectory(prefix="serving-bench-") as tmp:
-        setup = prepare(Path(tmp), args.batch_rows)
+        setup = prepare(Path(tmp), args.batch_rows, max(args.connections))
         setup.service_env = dict(item.split("=", 1) for item in args.service_env)
         for peer in peers:
             print(f"[serving] {peer.label} ...", file=sys.stderr, flush=True)
             results[peer.label], peer_batch, startups[peer.label] = run_peer(peer, setup, args)
             batch = peer_batch or batch
     info["load average at end (1/5/15 min)"] = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    info["project service scores with"] = setup.service_runtime
     if args.service_env:
         info["project service settings"] = " ".join(args.service_env)
     info["run"] = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {time.perf_counter() - began:.0f} s"
