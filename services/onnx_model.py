@@ -116,7 +116,9 @@ class OnnxPipeline:
             else:
                 values = np.array([r[rule.name] for r in rows], dtype=np.float32)
             feed[rule.name] = values.reshape(-1, 1)
-        return self.session.run([self.output], feed)[0]
+        # The graph computes in float32: in float64 and rescaled, each row's probabilities sum to 1 again.
+        probabilities = self.session.run([self.output], feed)[0].astype(np.float64)
+        return probabilities / probabilities.sum(axis=1, keepdims=True)
 
 
 def convert(pipeline: Pipeline, rules: list[FieldRule]) -> OnnxPipeline:

@@ -71,6 +71,7 @@ def test_onnx_runtime_gives_scikit_learn_probabilities(fitted, name):
     assert served.shape == reference.shape == (len(rows), 2)
     np.testing.assert_allclose(served, reference, rtol=0, atol=onnx_model.TOLERANCE)
     assert (served.argmax(axis=1) == reference.argmax(axis=1)).all()
+    np.testing.assert_allclose(served.sum(axis=1), 1.0, rtol=0, atol=1e-12)
 
 
 def test_histogram_gradient_boosting_falls_back_to_scikit_learn(fitted):
