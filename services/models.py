@@ -50,7 +50,10 @@ class ServedModel:
 
     def predict_proba(self, rows: list[dict[str, Any]]) -> np.ndarray:
         if self.onnx is not None:
-            return self.onnx.predict_proba(rows)
+            try:
+                return self.onnx.predict_proba(rows)
+            except onnx_model.BeyondFloat32:
+                pass
         return self.pipeline.predict_proba(frame_of(rows, self.rules))
 
 

@@ -42,6 +42,10 @@ class NotConvertible(ValueError):
     """The pipeline cannot be served by ONNX Runtime with the same answers; scikit-learn serves it."""
 
 
+class BeyondFloat32(OverflowError):
+    """A number too large for the graph's float32 inputs; scikit-learn scores such rows in float64."""
+
+
 def _indicator_shape(operator: Any) -> None:
     rows = operator.inputs[0].get_first_dimension()
     operator.outputs[0].type = FloatTensorType([rows, len(operator.raw_operator.features_)])
@@ -114,7 +118,10 @@ class OnnxPipeline:
                 fill = self.text_fills.get(rule.name)
                 values = np.array([fill if r[rule.name] is None else r[rule.name] for r in rows], dtype=object)
             else:
-                values = np.array([r[rule.name] for r in rows], dtype=np.float32)
+                with np.errstate(over="ignore"):  # an overflow is refused just below
+                    values = np.array([r[rule.name] for r in rows], dtype=np.float32)
+                if np.isinf(values).any():  # check_row passes only finite numbers: these overflowed float32
+                    raise BeyondFloat32(f"{rule.name} beyond the float32 range")
             feed[rule.name] = values.reshape(-1, 1)
         # The graph computes in float32: in float64 and rescaled, each row's probabilities sum to 1 again.
         probabilities = self.session.run([self.output], feed)[0].astype(np.float64)
@@ -127,6 +134,9 @@ def convert(pipeline: Pipeline, rules: list[FieldRule]) -> OnnxPipeline:
     if unsupported:
         raise NotConvertible(f"columns of kinds ONNX inputs are not built for: {unsupported}")
     adapted, fills = adapt(pipeline, rules)
+    unfilled = [r.name for r in rules if r.kind == "string" and not r.required and r.name not in fills]
+    if unfilled:
+        raise NotConvertible(f"no constant imputer stands for a missing value of the text columns {unfilled}")
     inputs = [
         (r.name, StringTensorType([None, 1]) if r.kind == "string" else FloatTensorType([None, 1])) for r in rules
     ]
@@ -166,7 +176,11 @@ def checked(pipeline: Pipeline, rules: list[FieldRule]) -> OnnxPipeline:
     """The converted pipeline, once it gave scikit-learn's probabilities on the probe rows within ``TOLERANCE``."""
     onnx = convert(pipeline, rules)
     rows = probe_rows(rules)
-    difference = float(np.abs(onnx.predict_proba(rows) - pipeline.predict_proba(frame_of(rows, rules))).max())
+    try:
+        served = onnx.predict_proba(rows)
+    except Exception as exc:  # whatever ONNX Runtime cannot score, scikit-learn serves
+        raise NotConvertible(f"ONNX Runtime failed on probe rows: {type(exc).__name__}: {exc}"[:300]) from exc
+    difference = float(np.abs(served - pipeline.predict_proba(frame_of(rows, rules))).max())
     if not difference <= TOLERANCE:
         raise NotConvertible(f"ONNX Runtime differs from scikit-learn by {difference:.3g} on probe rows")
     return onnx

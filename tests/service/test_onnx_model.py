@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pandas as pd
@@ -14,7 +14,7 @@ from mlops_core.tracking import model_signature
 from mlops_core.training import fit_candidate, split_holdout
 from services import onnx_model
 from services.inputs import FieldRule, build_rules, check_row, frame_of
-from services.models import runtime_for
+from services.models import ServedModel, runtime_for
 
 FEATURES_DROPPED = ("defaulted", "applicant_id", "application_ts")
 
@@ -104,3 +104,17 @@ def test_a_missing_text_value_is_scored_as_in_training(fitted):
     np.testing.assert_allclose(pipeline.predict_proba(frame_of([row], rules)), pipeline.predict_proba(as_trained))
     unknown = pipeline.predict_proba(frame_of([{**row, "home_ownership": "never-seen"}], rules))
     assert not np.allclose(pipeline.predict_proba(frame_of([row], rules)), unknown)
+
+
+def test_numbers_beyond_float32_are_scored_by_scikit_learn(fitted):
+    """The graph takes float32: a finite float64 beyond its range would overflow to infinity there."""
+    pipeline, rules = fitted["logistic_regression"]
+    onnx, runtime = runtime_for(pipeline, rules, "onnx")
+    model = ServedModel("m", 1, "1.0.0", pipeline, rules, [0, 1], datetime.now(UTC), onnx=onnx, runtime=runtime)
+    rows = served_rows(rules)[:3]
+    rows[1]["annual_income"] = 1e39
+    with pytest.raises(onnx_model.BeyondFloat32):
+        onnx.predict_proba(rows)
+    served = model.predict_proba(rows)
+    assert np.isfinite(served).all()
+    np.testing.assert_allclose(served, pipeline.predict_proba(frame_of(rows, rules)))
