@@ -124,10 +124,18 @@ class Traffic:
             return len(self.recent) == CONSECUTIVE and set(self.recent) == {version}
 
 
-def _served_version(url: str) -> int | None:
-    """The version the answering worker serves, from /readyz (each call reaches one of the workers)."""
-    model = httpx.get(f"{url}/readyz", timeout=5).json().get("model")
-    return int(model["version"]) if model else None
+def _every_worker_serves(url: str, version: int, workers: int) -> Callable[[], bool]:
+    """A check for ``processes.poll``: true once ``workers`` distinct worker processes answered /readyz with
+    ``version``. A worker still loading a model accepts few connections, so answers in a row from the others
+    do not show that it is done."""
+    served: dict[int, int | None] = {}
+
+    def check() -> bool:
+        body = httpx.get(f"{url}/readyz", timeout=5).json()
+        served[body["worker"]] = int(body["model"]["version"]) if body.get("model") else None
+        return len(served) >= workers and all(v == version for v in served.values())
+
+    return check
 
 
 def _run_deployment(name: str, parameters: dict[str, Any] | None = None) -> str:
@@ -270,9 +278,10 @@ def run_loop(
     normal = _feature_rows(first + timedelta(days=days), normal_requests, strength, seed=1)
     step(f"waiting for the service to serve version {champion}")
     processes.poll(
-        lambda: all(_served_version(stack.service_url) == champion for _ in range(CONSECUTIVE)),
+        _every_worker_serves(stack.service_url, champion, settings.service.workers),
         timeout=SWITCH_TIMEOUT,
-        what=f"service serving version {champion}",
+        what=f"every service worker serving version {champion}",
+        interval=0.1,
     )
     step(f"sending {normal_requests} requests of normal traffic")
     traffic.burst("normal", normal)

@@ -110,6 +110,10 @@ class ServiceSettings(BaseModel):
     rate_limit_store: Path | None = Field(default=None, description="SQLite file shared by all workers.")
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_batch_rows: int = Field(default=1000, ge=1)
+    model_runtime: Literal["onnx", "sklearn"] = Field(
+        default="onnx",
+        description="Score with ONNX Runtime where the pipeline converts and agrees with scikit-learn, else scikit-learn.",
+    )
     out_of_range: Literal["refuse", "flag"] = Field(
         default="flag", description="What to do with a value far outside the training range or an unseen category."
     )

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from filelock import FileLock
 from pyrate_limiter import Duration, Limiter, Rate, RateItem, SQLiteBucket
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -23,6 +24,7 @@ from mlops_core.prediction_log import GroupWriter, engine_for, utc_now
 from mlops_core.settings import Settings
 
 KEY_REFRESH_SECONDS = 2.0
+LOCK_POLL_SECONDS = 0.001
 
 
 class KeyCache:
@@ -76,6 +78,10 @@ class RateLimits:
                     db_path=str(self._path),
                     use_file_lock=True,
                 )
+                # The same lock file, polled every millisecond: the lock is held for a fraction of one, and the
+                # default 50 ms poll stalled every request of a worker that found it held (the check runs on the
+                # event loop).
+                bucket.lock = FileLock(f"{self._path}.lock", poll_interval=LOCK_POLL_SECONDS)
                 # The Limiter is kept for its background leak of expired entries.
                 self._limiters[(key_id, limit)] = (Limiter(bucket), bucket)
             return self._limiters[(key_id, limit)]

@@ -150,10 +150,12 @@ def check_row(
 
 
 def frame_of(rows: list[dict[str, Any]], rules: list[FieldRule]) -> pd.DataFrame:
-    """Rows as the model expects them: signature column order, float64 for numbers."""
+    """Rows as the model saw them in training: signature column order, float64 for numbers, NaN for a missing
+    value of any kind (scikit-learn's imputers take NaN, not None, as missing)."""
     frame = pd.DataFrame.from_records(rows, columns=[r.name for r in rules])
     numeric = {r.name: "float64" for r in rules if r.kind in ("number", "integer")}
-    return frame.astype(numeric) if numeric else frame
+    frame = frame.astype(numeric) if numeric else frame
+    return frame.fillna(np.nan)
 
 
 def json_features(row: dict[str, Any]) -> dict[str, Any]:

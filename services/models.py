@@ -30,6 +30,7 @@ from mlflow.models import Model
 from mlops_core import registry
 from mlops_core.profile import DatasetProfile
 from mlops_core.settings import Settings
+from services import onnx_model
 from services.inputs import FieldRule, build_rules, frame_of
 
 logger = logging.getLogger("mlops.service.models")
@@ -44,8 +45,15 @@ class ServedModel:
     rules: list[FieldRule]
     classes: list[Any]
     loaded_at: datetime
+    onnx: onnx_model.OnnxPipeline | None = None
+    runtime: str = "scikit-learn"  # what scores the rows, and why not ONNX Runtime when it is not
 
     def predict_proba(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        if self.onnx is not None:
+            try:
+                return self.onnx.predict_proba(rows)
+            except onnx_model.BeyondFloat32:
+                pass
         return self.pipeline.predict_proba(frame_of(rows, self.rules))
 
 
@@ -72,7 +80,20 @@ def _native(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def load_version(client: mlflow.MlflowClient, name: str, version: int, headroom: float) -> ServedModel:
+def runtime_for(pipeline: Any, rules: list[FieldRule], wanted: str) -> tuple[onnx_model.OnnxPipeline | None, str]:
+    """ONNX Runtime when wanted and the pipeline converts with the same answers, else scikit-learn (and why)."""
+    if wanted != "onnx":
+        return None, "scikit-learn (by settings)"
+    try:
+        return onnx_model.checked(pipeline, rules), "onnx"
+    except onnx_model.NotConvertible as exc:
+        logger.warning("serving with scikit-learn: %s", exc)
+        return None, f"scikit-learn ({exc})"[:300]
+
+
+def load_version(
+    client: mlflow.MlflowClient, name: str, version: int, headroom: float, wanted_runtime: str = "onnx"
+) -> ServedModel:
     """Download, load and check one registered version; raises with the reason when it cannot serve."""
     semver = client.get_model_version(name, str(version)).tags.get(registry.TAG_SEMVER, "")
     with tempfile.TemporaryDirectory(prefix=f"model-{version}-") as tmp:
@@ -83,6 +104,7 @@ def load_version(client: mlflow.MlflowClient, name: str, version: int, headroom:
         profile_file = registry.model_profile_path(Path(local))
         profile = DatasetProfile.model_validate_json(profile_file.read_text()) if profile_file.exists() else None
     rules = build_rules(meta.signature, profile, headroom)
+    onnx, runtime = runtime_for(pipeline, rules, wanted_runtime)
     model = ServedModel(
         name=name,
         version=version,
@@ -91,6 +113,8 @@ def load_version(client: mlflow.MlflowClient, name: str, version: int, headroom:
         rules=rules,
         classes=[_native(c) for c in pipeline.classes_],
         loaded_at=datetime.now(UTC),
+        onnx=onnx,
+        runtime=runtime,
     )
     if example is None:
         raise ValueError("the model has no input example to check it on")
@@ -215,7 +239,8 @@ class ModelHolder:
         if current is not None and current.version == version:
             return
         try:
-            model = load_version(client, name, version, self._settings.service.range_headroom)
+            service = self._settings.service
+            model = load_version(client, name, version, service.range_headroom, service.model_runtime)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"[:500]
             logger.error("refused %s version %s as %s: %s", name, version, slot.alias, reason)
@@ -228,11 +253,12 @@ class ModelHolder:
         if slot is self.champion and self.on_change is not None:
             self.on_change(model)
         logger.info(
-            "serving %s version %s (%s) as %s%s",
+            "serving %s version %s (%s) as %s with %s%s",
             name,
             version,
             model.semver,
             slot.alias,
+            model.runtime,
             f", replacing version {current.version}" if current else "",
         )
 

@@ -75,7 +75,9 @@ class Runtime:
 
 
 def _summary(model: ServedModel | None) -> dict[str, Any] | None:
-    return None if model is None else {"name": model.name, "version": model.version, "semver": model.semver}
+    if model is None:
+        return None
+    return {"name": model.name, "version": model.version, "semver": model.semver, "runtime": model.runtime}
 
 
 _lock = threading.Lock()

@@ -15,6 +15,7 @@ does, the champion answers and the fault is counted.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import time
@@ -391,6 +392,9 @@ _settings = get_settings().service
 class PredictionService:
     def __init__(self) -> None:
         self.runtime = runtime()
+        # Everything imported so far lives as long as the worker: move it out of the collector's reach, so a
+        # full collection scans only what requests allocate (tens of ms less in the latency tail).
+        gc.freeze()
 
     def __is_ready__(self) -> bool:
         return self.runtime.holder.current is not None
