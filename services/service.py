@@ -82,7 +82,7 @@ async def read_json(request: Request) -> Any:
             raise ClientError(413, "body_too_large", [Problem("body", f"at most {limit} bytes")])
     try:
         return json.loads(body.decode("utf-8"), parse_constant=NonFinite)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # also integers of over 4300 digits and deep nesting
         raise ClientError(400, "malformed_json", [Problem("body", f"not valid UTF-8 JSON: {exc}")]) from exc
 
 
@@ -107,6 +107,25 @@ async def scores(score: Callable[..., np.ndarray], model: Any, rows: list[dict[s
     if len(rows) > INLINE_ROWS:
         return await asyncio.to_thread(score, model, rows)
     return score(model, rows)
+
+
+async def champion_scores(champion: ServedModel, rows: list[dict[str, Any]], flags: list[list[Problem]]) -> np.ndarray:
+    """The champion's probabilities; values far outside the training range that it cannot score are a 422.
+
+    Under the flag policy such values pass the checks, and an extreme one (1e308) overflows the pipeline's
+    arithmetic: scikit-learn refuses the non-finite result, other models return NaN.
+    """
+    flagged = [p for row_flags in flags for p in row_flags]
+    try:
+        probabilities = await scores(ServedModel.predict_proba, champion, rows)
+    except ValueError:
+        if not flagged:
+            raise
+        probabilities = None
+    if probabilities is None or (flagged and not np.isfinite(probabilities).all()):
+        problems = [Problem(p.field, f"{p.reason}; the model cannot score it") for p in flagged]
+        raise ClientError(422, "invalid_input", problems)
+    return probabilities
 
 
 def log_records(
@@ -180,7 +199,7 @@ async def answer(
             fault(mode.mode, exc)
             variant = CHAMPION
     if probabilities is None:
-        probabilities = await scores(ServedModel.predict_proba, champion, rows)
+        probabilities = await champion_scores(champion, rows, flags)
     now = utc_now()
     latency_ms = (time.perf_counter() - started) * 1000
     records, predicted = log_records(
@@ -243,7 +262,10 @@ async def predict(request: Request) -> Response:
     )
     if errors:
         return refuse(request, 422, "invalid_input", errors)
-    answers, shadow = await answer(request, model, [row], [flags], started)
+    try:
+        answers, shadow = await answer(request, model, [row], [flags], started)
+    except ClientError as exc:
+        return refuse(request, exc.status, exc.error, exc.problems)
     return json_response(answers[0], background=shadow)
 
 
@@ -275,7 +297,10 @@ async def predict_batch(request: Request) -> Response:
         errors.extend(row_errors)
     if errors:
         return refuse(request, 422, "invalid_input", errors)
-    answers, shadow = await answer(request, model, rows, flags, started)
+    try:
+        answers, shadow = await answer(request, model, rows, flags, started)
+    except ClientError as exc:
+        return refuse(request, exc.status, exc.error, exc.problems)
     return json_response({"predictions": answers}, background=shadow)
 
 
