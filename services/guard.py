@@ -208,7 +208,7 @@ class Guard:
         await self._pass(scope, receive, send)
 
     async def _pass(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/readyz":
+        if scope["type"] == "http" and scope["path"] == "/readyz" and scope["method"] in ("GET", "HEAD"):
             state, reasons = self.runtime.holder.readiness()
             await send_json(send, 503 if state == "not_ready" else 200, self.runtime.describe(state, reasons))
             return
