@@ -38,6 +38,7 @@ from mlops_core.settings import get_settings
 from services.guard import Guard
 from services.inputs import NonFinite, Problem, check_row, json_features
 from services.models import ServedModel
+from services.openapi import document
 from services.runtime import CHALLENGER_FAULTS, LOG_SECONDS, PREDICTIONS, REFUSED, runtime
 from services.variants import CHALLENGER, CHAMPION, SHADOW, ChallengerFault, assign, assignment_unit, challenger_scores
 
@@ -339,6 +340,10 @@ async def reload_model(request: Request) -> Response:
     return json_response({"reload": "requested", **runtime().describe(state, reasons)}, 202)
 
 
+async def openapi(request: Request) -> Response:
+    return json_response(document(runtime().holder.current, get_settings()))
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return json_response({"error": "http_error", "detail": [{"field": "path", "reason": exc.detail}]}, exc.status_code)
@@ -355,6 +360,7 @@ api = Starlette(
         Route("/predict_batch", predict_batch, methods=["POST"]),
         Route("/feedback", feedback, methods=["POST"]),
         Route("/admin/reload", reload_model, methods=["POST"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
     ],
     exception_handlers={HTTPException: http_error, Exception: server_error},
 )
