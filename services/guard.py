@@ -141,11 +141,17 @@ async def send_json(send: Send, status: int, body: dict[str, Any], headers: dict
     await send({"type": "http.response.body", "body": payload})
 
 
-_ROUTING_ERRORS = {404: ("not_found", "no such endpoint"), 405: ("method_not_allowed", "method not allowed here")}
+_ROUTING_ERRORS = {
+    404: (security_log.NOT_FOUND, "no such endpoint"),
+    405: (security_log.METHOD_NOT_ALLOWED, "method not allowed here"),
+}
 
 
-def _json_routing_errors(scope: Scope, send: Send) -> Send:
-    """The framework answers unknown paths and methods in plain text; clients get the project's JSON errors."""
+def _json_routing_errors(scope: Scope, send: Send, security: SecurityLog) -> Send:
+    """The framework answers unknown paths and methods in plain text; clients get the project's JSON errors.
+
+    Such requests are probes as often as typos (path traversal, scanners): each goes to the security log.
+    """
     replaced = False
 
     async def wrapped(message: dict[str, Any]) -> None:
@@ -155,6 +161,7 @@ def _json_routing_errors(scope: Scope, send: Send) -> Send:
             if not content_type.startswith(b"application/json"):
                 replaced = True
                 error, reason = _ROUTING_ERRORS[message["status"]]
+                security.record(scope, error, key_id=scope.get("state", {}).get("key_id"))
                 allow = {k.decode(): v.decode() for k, v in message.get("headers", []) if k == b"allow"}
                 detail = [{"field": "path", "reason": f"{reason}: {scope['method']} {scope['path']}"}]
                 await send_json(send, message["status"], {"error": error, "detail": detail}, allow)
@@ -212,4 +219,6 @@ class Guard:
             state, reasons = self.runtime.holder.readiness()
             await send_json(send, 503 if state == "not_ready" else 200, self.runtime.describe(state, reasons))
             return
-        await self.app(scope, receive, _json_routing_errors(scope, send) if scope["type"] == "http" else send)
+        if scope["type"] == "http":
+            send = _json_routing_errors(scope, send, self.runtime.security)
+        await self.app(scope, receive, send)
