@@ -147,7 +147,7 @@ def document(model: ServedModel | None, settings: Settings) -> dict[str, Any]:
             "required": ["status", "reasons", "worker", "model", "challenger", "serving"],
         },
     }
-    not_ready = ("503", "no model loaded yet (see /readyz and Retry-After)")
+    not_ready = ("503", "no model loaded yet, or the prediction log cannot store answers (see Retry-After)")
     predict_body = {
         "anyOf": [
             _ref("Row"),
@@ -221,6 +221,7 @@ def document(model: ServedModel | None, settings: Settings) -> dict[str, Any]:
                     *_BODY_ERRORS,
                     ("404", "no logged prediction with this id"),
                     ("409", "the prediction log is off"),
+                    ("503", "the prediction log cannot store the ground truth (see Retry-After)"),
                 ),
             }
         },

@@ -24,6 +24,7 @@ from typing import Any
 
 import bentoml
 import numpy as np
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
@@ -50,6 +51,17 @@ INLINE_ROWS = 16
 class ClientError(Exception):
     def __init__(self, status: int, error: str, problems: list[Problem]) -> None:
         self.status, self.error, self.problems = status, error, problems
+
+
+class LogUnavailable(Exception):
+    """The prediction log could not store the answers (disk full, read-only, database down): nothing is answered."""
+
+
+def log_unavailable(exc: LogUnavailable) -> Response:
+    logger.error("prediction log unavailable, answering 503: %r", exc.__cause__ or exc)
+    reason = "the answer could not be recorded, so none was given; retry later"
+    body = {"error": "prediction_log_unavailable", "detail": [{"field": "prediction_log", "reason": reason}]}
+    return json_response(body, 503, {"Retry-After": "5"})
 
 
 def json_response(
@@ -206,7 +218,10 @@ async def answer(
     records, predicted = log_records(
         model, variant, rows, probabilities, flags, ts=now, latency_ms=latency_ms, key_id=key_id
     )
-    await commit(records)
+    try:
+        await commit(records)
+    except Exception as exc:
+        raise LogUnavailable() from exc
     timestamp = now.isoformat().replace("+00:00", "Z")
     keep = ("prediction_id", "confidence", "probabilities", "model_name", "model_version", "model_semver", "variant")
     answers = [
@@ -267,6 +282,8 @@ async def predict(request: Request) -> Response:
         answers, shadow = await answer(request, model, [row], [flags], started)
     except ClientError as exc:
         return refuse(request, exc.status, exc.error, exc.problems)
+    except LogUnavailable as exc:
+        return log_unavailable(exc)
     return json_response(answers[0], background=shadow)
 
 
@@ -302,6 +319,8 @@ async def predict_batch(request: Request) -> Response:
         answers, shadow = await answer(request, model, rows, flags, started)
     except ClientError as exc:
         return refuse(request, exc.status, exc.error, exc.problems)
+    except LogUnavailable as exc:
+        return log_unavailable(exc)
     return json_response({"predictions": answers}, background=shadow)
 
 
@@ -327,7 +346,11 @@ async def feedback(request: Request) -> Response:
         problems.append(Problem("ground_truth", "expected the observed class as a string or an integer"))
     if problems:
         return refuse(request, 422, "invalid_input", problems)
-    if not await asyncio.to_thread(record_ground_truth, writer.engine, prediction_id, str(truth)):
+    try:
+        recorded = await asyncio.to_thread(record_ground_truth, writer.engine, prediction_id, str(truth))
+    except SQLAlchemyError as exc:
+        return log_unavailable(LogUnavailable(exc))
+    if not recorded:
         return error_response(404, "not_found", [Problem("prediction_id", "no logged prediction with this id")])
     return json_response({"prediction_id": prediction_id, "ground_truth": str(truth), "recorded": True})
 
