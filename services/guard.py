@@ -8,7 +8,9 @@ bucket guarded by a file lock, so a key's limit holds across all worker processe
 from __future__ import annotations
 
 import json
+import logging
 import math
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from mlops_core.prediction_log import GroupWriter, engine_for, utc_now
 from mlops_core.settings import Settings
 
 KEY_REFRESH_SECONDS = 2.0
+logger = logging.getLogger("mlops.service.guard")
 
 
 class KeyCache:
@@ -203,7 +206,15 @@ class Guard:
             reason = "this key may not call admin endpoints"
             await send_json(send, 403, {"error": "forbidden", "detail": [{"field": "authorization", "reason": reason}]})
             return
-        wait = rt.limits.hit(key_id, record.rate_limit)
+        try:
+            wait = rt.limits.hit(key_id, record.rate_limit)
+        except sqlite3.Error as exc:
+            # Raised here, the request would hang until the traffic timeout; without the store no limit holds.
+            logger.error("rate-limit store unavailable, answering 503: %r", exc)
+            reason = "the rate-limit store cannot record this request; retry later"
+            body = {"error": "rate_limit_store_unavailable", "detail": [{"field": "rate_limit", "reason": reason}]}
+            await send_json(send, 503, body, {"Retry-After": "5"})
+            return
         if wait is not None:
             rt.security.record(scope, security_log.RATE_LIMITED, key_id=key_id)
             retry_after = str(max(1, math.ceil(wait)))

@@ -67,6 +67,7 @@ _KEY_ERRORS = (
     ("401", "no key, or a key that is unknown or revoked"),
     ("405", "method not allowed on this path"),
     ("429", "the key's rate limit is reached (see Retry-After)"),
+    ("503", "the rate-limit store cannot record the request (see Retry-After)"),
 )
 _BODY_ERRORS = (
     ("400", "the body is not UTF-8 JSON"),
@@ -147,7 +148,10 @@ def document(model: ServedModel | None, settings: Settings) -> dict[str, Any]:
             "required": ["status", "reasons", "worker", "model", "challenger", "serving"],
         },
     }
-    not_ready = ("503", "no model loaded yet, or the prediction log cannot store answers (see Retry-After)")
+    not_ready = (
+        "503",
+        "no model loaded yet, or the prediction log or rate-limit store cannot record (see Retry-After)",
+    )
     predict_body = {
         "anyOf": [
             _ref("Row"),
@@ -221,7 +225,7 @@ def document(model: ServedModel | None, settings: Settings) -> dict[str, Any]:
                     *_BODY_ERRORS,
                     ("404", "no logged prediction with this id"),
                     ("409", "the prediction log is off"),
-                    ("503", "the prediction log cannot store the ground truth (see Retry-After)"),
+                    ("503", "the prediction log or rate-limit store cannot record (see Retry-After)"),
                 ),
             }
         },
