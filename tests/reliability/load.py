@@ -18,6 +18,7 @@ class Outcome:
     statuses: Counter = field(default_factory=Counter)
     acknowledged: list[str] = field(default_factory=list)
     versions: Counter = field(default_factory=Counter)
+    failures: Counter = field(default_factory=Counter)  # requests without an answer, by exception
     seconds: float = 0.0
 
     @property
@@ -53,8 +54,9 @@ async def _drive(
                     response = await client.post("/predict_batch", json={"rows": [row] * 5})
                 else:
                     response = await client.post("/predict", json=row)
-            except httpx.HTTPError:
+            except httpx.HTTPError as exc:
                 outcome.statuses[0] += 1
+                outcome.failures[f"{type(exc).__name__}: {exc}"[:200]] += 1
                 continue
             outcome.statuses[response.status_code] += 1
             if response.status_code == 200:

@@ -27,7 +27,7 @@ def test_64_connections_without_errors_and_one_log_row_per_answer(world: World, 
         "rows_reconciled": len(acknowledged & set(logged)),
         "req_per_s": round(outcome.requests / outcome.seconds),
     }
-    assert outcome.requests == REQUESTS and outcome.errors == 0, dict(outcome.statuses)
+    assert outcome.requests == REQUESTS and outcome.errors == 0, (dict(outcome.statuses), dict(outcome.failures))
     assert len(acknowledged) == len(outcome.acknowledged), "a prediction id was answered twice"
     assert logged.is_unique and set(logged) == acknowledged, (
         f"{len(acknowledged - set(logged))} answers without a row, {len(set(logged) - acknowledged)} rows without an answer"
