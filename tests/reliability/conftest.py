@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from mlops_core import registry
@@ -61,9 +60,6 @@ class World:
     settings: Settings
     keys: dict[str, str]
     store: KeyStore
-
-    def client(self, role: str = "user") -> httpx.Client:
-        return self.server.client(self.keys[role])
 
 
 def serve_champion(root: Path, tracking_uri: str | None = None, **overrides: str) -> World:
