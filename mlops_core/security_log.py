@@ -13,6 +13,8 @@ INVALID_KEY = "invalid_key"
 MISSING_KEY = "missing_key"
 RATE_LIMITED = "rate_limited"
 INVALID_INPUT = "invalid_input"
+NOT_FOUND = "not_found"  # unknown paths (scanners, path traversal) and methods
+METHOD_NOT_ALLOWED = "method_not_allowed"
 
 metadata = MetaData()
 

@@ -8,7 +8,9 @@ bucket guarded by a file lock, so a key's limit holds across all worker processe
 from __future__ import annotations
 
 import json
+import logging
 import math
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from mlops_core.settings import Settings
 
 KEY_REFRESH_SECONDS = 2.0
 LOCK_POLL_SECONDS = 0.001
+logger = logging.getLogger("mlops.service.guard")
 
 
 class KeyCache:
@@ -147,11 +150,17 @@ async def send_json(send: Send, status: int, body: dict[str, Any], headers: dict
     await send({"type": "http.response.body", "body": payload})
 
 
-_ROUTING_ERRORS = {404: ("not_found", "no such endpoint"), 405: ("method_not_allowed", "method not allowed here")}
+_ROUTING_ERRORS = {
+    404: (security_log.NOT_FOUND, "no such endpoint"),
+    405: (security_log.METHOD_NOT_ALLOWED, "method not allowed here"),
+}
 
 
-def _json_routing_errors(scope: Scope, send: Send) -> Send:
-    """The framework answers unknown paths and methods in plain text; clients get the project's JSON errors."""
+def _json_routing_errors(scope: Scope, send: Send, security: SecurityLog) -> Send:
+    """The framework answers unknown paths and methods in plain text; clients get the project's JSON errors.
+
+    Such requests are probes as often as typos (path traversal, scanners): each goes to the security log.
+    """
     replaced = False
 
     async def wrapped(message: dict[str, Any]) -> None:
@@ -161,6 +170,7 @@ def _json_routing_errors(scope: Scope, send: Send) -> Send:
             if not content_type.startswith(b"application/json"):
                 replaced = True
                 error, reason = _ROUTING_ERRORS[message["status"]]
+                security.record(scope, error, key_id=scope.get("state", {}).get("key_id"))
                 allow = {k.decode(): v.decode() for k, v in message.get("headers", []) if k == b"allow"}
                 detail = [{"field": "path", "reason": f"{reason}: {scope['method']} {scope['path']}"}]
                 await send_json(send, message["status"], {"error": error, "detail": detail}, allow)
@@ -202,7 +212,15 @@ class Guard:
             reason = "this key may not call admin endpoints"
             await send_json(send, 403, {"error": "forbidden", "detail": [{"field": "authorization", "reason": reason}]})
             return
-        wait = rt.limits.hit(key_id, record.rate_limit)
+        try:
+            wait = rt.limits.hit(key_id, record.rate_limit)
+        except sqlite3.Error as exc:
+            # Raised here, the request would hang until the traffic timeout; without the store no limit holds.
+            logger.error("rate-limit store unavailable, answering 503: %r", exc)
+            reason = "the rate-limit store cannot record this request; retry later"
+            body = {"error": "rate_limit_store_unavailable", "detail": [{"field": "rate_limit", "reason": reason}]}
+            await send_json(send, 503, body, {"Retry-After": "5"})
+            return
         if wait is not None:
             rt.security.record(scope, security_log.RATE_LIMITED, key_id=key_id)
             retry_after = str(max(1, math.ceil(wait)))
@@ -214,8 +232,10 @@ class Guard:
         await self._pass(scope, receive, send)
 
     async def _pass(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/readyz":
+        if scope["type"] == "http" and scope["path"] == "/readyz" and scope["method"] in ("GET", "HEAD"):
             state, reasons = self.runtime.holder.readiness()
             await send_json(send, 503 if state == "not_ready" else 200, self.runtime.describe(state, reasons))
             return
-        await self.app(scope, receive, _json_routing_errors(scope, send) if scope["type"] == "http" else send)
+        if scope["type"] == "http":
+            send = _json_routing_errors(scope, send, self.runtime.security)
+        await self.app(scope, receive, send)

@@ -93,14 +93,18 @@ def _check(rule: FieldRule, value: Any, where: str) -> tuple[Any, Problem | None
         if isinstance(value, bool) or not isinstance(value, int | float):
             got = "a string" if isinstance(value, str) else type(value).__name__
             return None, Problem(where, f"expected a number, got {got}"), None
-        if isinstance(value, float) and not math.isfinite(value):
+        try:
+            number = float(value)  # an integer beyond float range (1e400 written out) overflows
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
             return None, Problem(where, "is not a finite number"), None
-        if rule.kind == "integer" and isinstance(value, float) and not value.is_integer():
+        if rule.kind == "integer" and not number.is_integer():
             return None, Problem(where, "expected an integer"), None
-        if rule.low is not None and rule.high is not None and not rule.low <= value <= rule.high:
-            note = f"{value} is far outside the training range (allowed {rule.low:.6g} to {rule.high:.6g})"
-            return float(value), None, Problem(where, note)
-        return float(value), None, None
+        if rule.low is not None and rule.high is not None and not rule.low <= number <= rule.high:
+            note = f"{number:.6g} is far outside the training range (allowed {rule.low:.6g} to {rule.high:.6g})"
+            return number, None, Problem(where, note)
+        return number, None, None
     if rule.kind == "string":
         if not isinstance(value, str):
             return None, Problem(where, f"expected a string, got {type(value).__name__}"), None

@@ -25,6 +25,7 @@ from typing import Any
 
 import bentoml
 import numpy as np
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
@@ -41,6 +42,7 @@ from services.entities import entity_features, model_row
 from services.guard import Guard
 from services.inputs import NonFinite, Problem, check_row, json_features
 from services.models import ServedModel
+from services.openapi import document
 from services.runtime import CHALLENGER_FAULTS, LOG_SECONDS, PREDICTIONS, REFUSED, runtime
 from services.variants import CHALLENGER, CHAMPION, SHADOW, ChallengerFault, assign, assignment_unit, challenger_scores
 
@@ -52,6 +54,17 @@ INLINE_ROWS = 16
 class ClientError(Exception):
     def __init__(self, status: int, error: str, problems: list[Problem]) -> None:
         self.status, self.error, self.problems = status, error, problems
+
+
+class LogUnavailable(Exception):
+    """The prediction log could not store the answers (disk full, read-only, database down): nothing is answered."""
+
+
+def log_unavailable(exc: LogUnavailable) -> Response:
+    logger.error("prediction log unavailable, answering 503: %r", exc.__cause__ or exc)
+    reason = "the answer could not be recorded, so none was given; retry later"
+    body = {"error": "prediction_log_unavailable", "detail": [{"field": "prediction_log", "reason": reason}]}
+    return json_response(body, 503, {"Retry-After": "5"})
 
 
 def json_response(
@@ -85,7 +98,7 @@ async def read_json(request: Request) -> Any:
             raise ClientError(413, "body_too_large", [Problem("body", f"at most {limit} bytes")])
     try:
         return json.loads(body.decode("utf-8"), parse_constant=NonFinite)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # also integers of over 4300 digits and deep nesting
         raise ClientError(400, "malformed_json", [Problem("body", f"not valid UTF-8 JSON: {exc}")]) from exc
 
 
@@ -113,6 +126,25 @@ async def scores(score: Callable[..., np.ndarray], model: Any, rows: list[dict[s
     if len(rows) > INLINE_ROWS:
         return await asyncio.to_thread(score, model, rows)
     return score(model, rows)
+
+
+async def champion_scores(champion: ServedModel, rows: list[dict[str, Any]], flags: list[list[Problem]]) -> np.ndarray:
+    """The champion's probabilities; values far outside the training range that it cannot score are a 422.
+
+    Under the flag policy such values pass the checks, and an extreme one (1e308) overflows the pipeline's
+    arithmetic: scikit-learn refuses the non-finite result, other models return NaN.
+    """
+    flagged = [p for row_flags in flags for p in row_flags]
+    try:
+        probabilities = await scores(ServedModel.predict_proba, champion, rows)
+    except ValueError:
+        if not flagged:
+            raise
+        probabilities = None
+    if probabilities is None or (flagged and not np.isfinite(probabilities).all()):
+        problems = [Problem(p.field, f"{p.reason}; the model cannot score it") for p in flagged]
+        raise ClientError(422, "invalid_input", problems)
+    return probabilities
 
 
 def log_records(
@@ -186,13 +218,16 @@ async def answer(
             fault(mode.mode, exc)
             variant = CHAMPION
     if probabilities is None:
-        probabilities = await scores(ServedModel.predict_proba, champion, rows)
+        probabilities = await champion_scores(champion, rows, flags)
     now = utc_now()
     latency_ms = (time.perf_counter() - started) * 1000
     records, predicted = log_records(
         model, variant, rows, probabilities, flags, ts=now, latency_ms=latency_ms, key_id=key_id
     )
-    await commit(records)
+    try:
+        await commit(records)
+    except Exception as exc:
+        raise LogUnavailable() from exc
     timestamp = now.isoformat().replace("+00:00", "Z")
     keep = ("prediction_id", "confidence", "probabilities", "model_name", "model_version", "model_semver", "variant")
     answers = [
@@ -249,7 +284,12 @@ async def predict(request: Request) -> Response:
     )
     if errors:
         return refuse(request, 422, "invalid_input", errors)
-    answers, shadow = await answer(request, model, [row], [flags], started)
+    try:
+        answers, shadow = await answer(request, model, [row], [flags], started)
+    except ClientError as exc:
+        return refuse(request, exc.status, exc.error, exc.problems)
+    except LogUnavailable as exc:
+        return log_unavailable(exc)
     return json_response(answers[0], background=shadow)
 
 
@@ -281,7 +321,12 @@ async def predict_batch(request: Request) -> Response:
         errors.extend(row_errors)
     if errors:
         return refuse(request, 422, "invalid_input", errors)
-    answers, shadow = await answer(request, model, rows, flags, started)
+    try:
+        answers, shadow = await answer(request, model, rows, flags, started)
+    except ClientError as exc:
+        return refuse(request, exc.status, exc.error, exc.problems)
+    except LogUnavailable as exc:
+        return log_unavailable(exc)
     return json_response({"predictions": answers}, background=shadow)
 
 
@@ -343,7 +388,11 @@ async def feedback(request: Request) -> Response:
         problems.append(Problem("ground_truth", "expected the observed class as a string or an integer"))
     if problems:
         return refuse(request, 422, "invalid_input", problems)
-    if not await asyncio.to_thread(record_ground_truth, writer.engine, prediction_id, str(truth)):
+    try:
+        recorded = await asyncio.to_thread(record_ground_truth, writer.engine, prediction_id, str(truth))
+    except SQLAlchemyError as exc:
+        return log_unavailable(LogUnavailable(exc))
+    if not recorded:
         return error_response(404, "not_found", [Problem("prediction_id", "no logged prediction with this id")])
     return json_response({"prediction_id": prediction_id, "ground_truth": str(truth), "recorded": True})
 
@@ -354,6 +403,10 @@ async def reload_model(request: Request) -> Response:
     holder.request_reload()
     state, reasons = holder.readiness()
     return json_response({"reload": "requested", **runtime().describe(state, reasons)}, 202)
+
+
+async def openapi(request: Request) -> Response:
+    return json_response(document(runtime().holder.current, get_settings()))
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -373,6 +426,7 @@ api = Starlette(
         Route("/predict_entity", predict_entity, methods=["POST"]),
         Route("/feedback", feedback, methods=["POST"]),
         Route("/admin/reload", reload_model, methods=["POST"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
     ],
     exception_handlers={HTTPException: http_error, Exception: server_error},
 )

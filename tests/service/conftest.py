@@ -107,14 +107,9 @@ def feature_rows() -> list[dict]:
     return [{k: (None if v != v else v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
 
 
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen, Path]]:
-    """A tracking server on a free port; tests may stop it to take the registry away."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    artifacts = root / "artifacts"
-    log = root / "mlflow.log"
-    with log.open("wb") as out:
+def start_mlflow(root: Path, port: int) -> subprocess.Popen:
+    """A tracking server on ``port`` over the store in ``root``; started again on the same store after a stop."""
+    with (root / "mlflow.log").open("ab") as out:
         process = subprocess.Popen(
             [
                 str(VENV_BIN / "mlflow"),
@@ -122,7 +117,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
                 "--backend-store-uri",
                 f"sqlite:///{root / 'mlflow.db'}",
                 "--artifacts-destination",
-                str(artifacts),
+                str(root / "artifacts"),
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -139,7 +134,20 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: httpx.get(f"{url}/health", timeout=2).status_code == 200, 90, "MLflow server")
-        yield url, process, artifacts
+    except TimeoutError:
+        stop_group(process)
+        raise
+    return process
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen, Path]]:
+    """A tracking server on a free port; tests may stop it to take the registry away."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    process = start_mlflow(root, port)
+    try:
+        yield f"http://127.0.0.1:{port}", process, root / "artifacts"
     finally:
         stop_group(process)
 

@@ -1,0 +1,274 @@
+"""The OpenAPI document of the data-plane routes, served at ``/openapi.json``.
+
+BentoML publishes ``/docs.json`` for ``@bentoml.api`` methods only; the routes here are a mounted Starlette
+app, so their contract is written once, here, next to the checks it describes. The row schema comes from the
+model being served (its signature and, under the refuse policy, its training ranges and categories), so the
+document changes with the champion, as the accepted fields do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlops_core.settings import Settings
+from services.inputs import FieldRule
+from services.models import ServedModel
+
+_JSON_TYPES = {"number": "number", "integer": "integer", "string": "string", "boolean": "boolean"}
+VARIANTS = ["champion", "challenger", "shadow"]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _field_schema(rule: FieldRule, refuse_out_of_range: bool) -> dict[str, Any]:
+    kind = _JSON_TYPES[rule.kind]
+    schema: dict[str, Any] = {"type": kind if rule.required else [kind, "null"]}
+    if refuse_out_of_range and rule.low is not None and rule.high is not None:
+        schema.update(minimum=rule.low, maximum=rule.high)
+    if refuse_out_of_range and rule.categories is not None:
+        schema["enum"] = sorted(rule.categories) + ([] if rule.required else [None])
+    return schema
+
+
+def _row_schemas(model: ServedModel | None, refuse_out_of_range: bool) -> dict[str, Any]:
+    """A row as named features, and as a list in signature order; any object while no model is loaded."""
+    if model is None:
+        return {"Row": {"type": "object"}, "RowValues": {"type": "array"}}
+    fields = {rule.name: _field_schema(rule, refuse_out_of_range) for rule in model.rules}
+    return {
+        "Row": {
+            "type": "object",
+            "properties": fields,
+            "required": [rule.name for rule in model.rules if rule.required],
+            "additionalProperties": False,
+        },
+        "RowValues": {
+            "type": "array",
+            "description": "The values in signature order: " + ", ".join(fields),
+            "prefixItems": list(fields.values()),
+            "items": False,
+            "minItems": len(fields),
+        },
+    }
+
+
+def _responses(ok_status: str, ok_schema: dict[str, Any], *errors: tuple[str, str]) -> dict[str, Any]:
+    def json_body(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+    responses = {ok_status: json_body("answered", ok_schema)}
+    responses.update({status: json_body(description, _ref("Error")) for status, description in errors})
+    return responses
+
+
+_KEY_ERRORS = (
+    ("401", "no key, or a key that is unknown or revoked"),
+    ("405", "method not allowed on this path"),
+    ("429", "the key's rate limit is reached (see Retry-After)"),
+    ("503", "the rate-limit store cannot record the request (see Retry-After)"),
+)
+_BODY_ERRORS = (
+    ("400", "the body is not UTF-8 JSON"),
+    ("413", "the body is larger than the limit"),
+    ("415", "the content type is not application/json"),
+    ("422", "the body does not match the model's input; each problem names its field"),
+)
+
+
+def _json_request(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def document(model: ServedModel | None, settings: Settings) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for the routes as they accept and answer requests now."""
+    service = settings.service
+    refuse = service.out_of_range == "refuse"
+    row_forms = {"anyOf": [_ref("Row"), _ref("RowValues")]}
+    problem = {
+        "type": "object",
+        "properties": {"field": {"type": "string"}, "reason": {"type": "string"}},
+        "required": ["field", "reason"],
+    }
+    summary = {
+        "type": ["object", "null"],
+        "properties": {"name": {"type": "string"}, "version": {"type": "integer"}, "semver": {"type": "string"}},
+        "required": ["name", "version", "semver"],
+    }
+    schemas: dict[str, Any] = {
+        **_row_schemas(model, refuse),
+        "Problem": problem,
+        "Error": {
+            "type": "object",
+            "properties": {"error": {"type": "string"}, "detail": {"type": "array", "items": _ref("Problem")}},
+            "required": ["error", "detail"],
+        },
+        "Prediction": {
+            "type": "object",
+            "properties": {
+                "prediction_id": {"type": "string"},
+                "prediction": {"type": ["integer", "string", "boolean", "number"]},
+                "confidence": {"type": "number"},
+                "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
+                "model_name": {"type": "string"},
+                "model_version": {"type": "integer"},
+                "model_semver": {"type": "string"},
+                "variant": {"enum": VARIANTS},
+                "timestamp": {"type": "string", "format": "date-time"},
+                "warnings": {"type": "array", "items": _ref("Problem")},
+            },
+            "required": [
+                "prediction_id",
+                "prediction",
+                "confidence",
+                "probabilities",
+                "model_name",
+                "model_version",
+                "model_semver",
+                "variant",
+                "timestamp",
+                "warnings",
+            ],
+        },  # fmt: skip
+        "Status": {
+            "type": "object",
+            "properties": {
+                "status": {"enum": ["ready", "degraded", "not_ready"]},
+                "reasons": {"type": "array", "items": {"type": "string"}},
+                "worker": {"type": "integer"},
+                "model": summary,
+                "challenger": summary,
+                "serving": {
+                    "type": "object",
+                    "properties": {"mode": {"type": "string"}, "challenger_share": {"type": "number"}},
+                    "required": ["mode", "challenger_share"],
+                },
+            },
+            "required": ["status", "reasons", "worker", "model", "challenger", "serving"],
+        },
+    }
+    not_ready = (
+        "503",
+        "no model loaded yet, or the prediction log or rate-limit store cannot record (see Retry-After)",
+    )
+    predict_body = {
+        "anyOf": [
+            _ref("Row"),
+            {
+                "type": "object",
+                "properties": {"features": row_forms},
+                "required": ["features"],
+                "additionalProperties": False,
+            },
+        ]
+    }
+    batch_body = {
+        "type": "object",
+        "properties": {
+            "rows": {"type": "array", "items": row_forms, "minItems": 1, "maxItems": service.max_batch_rows}
+        },
+        "required": ["rows"],
+        "additionalProperties": False,
+    }
+    feedback_body = {
+        "type": "object",
+        "properties": {
+            "prediction_id": {"type": "string", "minLength": 1, "maxLength": 36},
+            "ground_truth": {"anyOf": [{"type": "string", "minLength": 1}, {"type": "integer"}]},
+        },
+        "required": ["prediction_id", "ground_truth"],
+        "additionalProperties": False,
+    }
+    feedback_answer = {
+        "type": "object",
+        "properties": {
+            "prediction_id": {"type": "string"},
+            "ground_truth": {"type": "string"},
+            "recorded": {"const": True},
+        },
+        "required": ["prediction_id", "ground_truth", "recorded"],
+    }
+    paths = {
+        "/predict": {
+            "post": {
+                "summary": "Score one row",
+                "requestBody": _json_request(predict_body),
+                "responses": _responses("200", _ref("Prediction"), *_KEY_ERRORS, *_BODY_ERRORS, not_ready),
+            }
+        },
+        "/predict_batch": {
+            "post": {
+                "summary": f"Score up to {service.max_batch_rows} rows",
+                "requestBody": _json_request(batch_body),
+                "responses": _responses(
+                    "200",
+                    {
+                        "type": "object",
+                        "properties": {"predictions": {"type": "array", "items": _ref("Prediction")}},
+                        "required": ["predictions"],
+                    },
+                    *_KEY_ERRORS,
+                    *_BODY_ERRORS,
+                    not_ready,
+                ),
+            }
+        },
+        "/feedback": {
+            "post": {
+                "summary": "Record the ground truth of an earlier prediction",
+                "requestBody": _json_request(feedback_body),
+                "responses": _responses(
+                    "200",
+                    feedback_answer,
+                    *_KEY_ERRORS,
+                    *_BODY_ERRORS,
+                    ("404", "no logged prediction with this id"),
+                    ("409", "the prediction log is off"),
+                    ("503", "the prediction log or rate-limit store cannot record (see Retry-After)"),
+                ),
+            }
+        },
+        "/admin/reload": {
+            "post": {
+                "summary": "Check the champion alias now, in every worker",
+                "responses": _responses("202", _ref("Status"), *_KEY_ERRORS, ("403", "the key is not an admin key")),
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness of the worker that answers, with reasons",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "ready or degraded",
+                        "content": {"application/json": {"schema": _ref("Status")}},
+                    },
+                    "503": {
+                        "description": "not ready",
+                        "content": {"application/json": {"schema": _ref("Status")}},
+                    },
+                    "405": {
+                        "description": "method not allowed on this path",
+                        "content": {"application/json": {"schema": _ref("Error")}},
+                    },
+                },
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "mlops prediction service",
+            "version": f"{model.name} {model.version} ({model.semver})" if model else "no model loaded",
+        },
+        "paths": paths,
+        "security": [{"ApiKey": []}, {"Bearer": []}],
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "Bearer": {"type": "http", "scheme": "bearer"},
+            },
+        },
+    }
