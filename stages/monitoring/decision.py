@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from mlops_core.settings import MonitoringSettings
 from stages.monitoring.drift import DriftResult
@@ -40,13 +40,18 @@ class AlertDecision:
         return "alert" if self.alert else "ok"
 
 
-def episode_of(last: CheckRecord | None, alert: bool, last_episode_triggered: bool) -> tuple[int, bool]:
-    """(episode number, whether this episode already triggered): an alert after an alert continues its episode."""
+class Episode(NamedTuple):
+    number: int
+    already_triggered: bool
+
+
+def episode_of(last: CheckRecord | None, alert: bool, last_episode_triggered: bool) -> Episode:
+    """The check's episode: an alert after an alert continues its episode, an alert after a quiet check opens one."""
     if last is None:
-        return (1 if alert else 0), False
+        return Episode(1 if alert else 0, False)
     if alert and last.status == "alert":
-        return last.episode, last_episode_triggered
-    return (last.episode + 1 if alert else last.episode), False
+        return Episode(last.episode, last_episode_triggered)
+    return Episode(last.episode + 1 if alert else last.episode, False)
 
 
 def decide_alert(

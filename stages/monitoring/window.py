@@ -12,17 +12,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from mlops_core.prediction_log import predictions
+from mlops_core.prediction_log import VARIANT_SHADOW, predictions
 from mlops_core.profile import DatasetProfile, NumericProfile
-
-Status = Literal["ok", "alert", "skipped", "failed"]
 
 
 class MonitoringError(RuntimeError):
@@ -32,9 +30,6 @@ class MonitoringError(RuntimeError):
 def sampling_error_bound(rows: int, confidence: float = 0.95) -> float:
     """DKW bound on the largest gap between a sample's and the window's empirical CDF."""
     return math.sqrt(math.log(2 / (1 - confidence)) / (2 * max(rows, 1)))
-
-
-# --- the window's rows --------------------------------------------------------------------------------
 
 
 @dataclass
@@ -63,7 +58,7 @@ def _window(model: str, start: datetime, end: datetime) -> list[Any]:
         predictions.c.model_name == model,
         predictions.c.ts >= start,
         predictions.c.ts < end,
-        predictions.c.variant != "shadow",
+        predictions.c.variant != VARIANT_SHADOW,
     ]
 
 
