@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from sqlalchemy import Boolean, Column, DateTime, Float, Integer, MetaData, String, Table, Text, func, select
 from sqlalchemy.engine import Engine
 
+from mlops_core import migrations
 from mlops_core.prediction_log import engine_for, predictions
 from mlops_core.profile import DatasetProfile, NumericProfile
 from mlops_core.settings import MonitoringSettings
@@ -81,7 +82,7 @@ class CheckHistory:
     """Past checks, so each window starts where the last successful one ended and alerts are de-duplicated."""
 
     def __init__(self, url: str):
-        self.engine: Engine = engine_for(url, _metadata)
+        self.engine: Engine = engine_for(url, migrations.MONITORING_HISTORY)
 
     def _records(self, model: str, *conditions: Any, limit: int | None = None) -> list[CheckRecord]:
         query = select(checks).where(checks.c.model == model, *conditions).order_by(checks.c.id.desc())

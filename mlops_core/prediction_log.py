@@ -13,7 +13,6 @@ import threading
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -29,11 +28,11 @@ from sqlalchemy import (
     Table,
     create_engine,
     event,
-    inspect,
     select,
     update,
 )
-from sqlalchemy.exc import OperationalError
+
+from mlops_core import migrations
 
 metadata = MetaData()
 
@@ -61,14 +60,14 @@ predictions = Table(
 )
 
 
-def engine_for(url: str, tables: MetaData = metadata) -> Engine:
-    """An engine with the tables created; SQLite files get WAL so readers never block the writer.
+def engine_for(url: str, store: migrations.Store = migrations.PREDICTION_LOG) -> Engine:
+    """An engine on ``store``, upgraded to its newest schema; SQLite files get WAL so readers never block the writer.
 
     ``synchronous=NORMAL`` in WAL mode keeps every committed row through a process kill (SIGKILL, OOM); only
     an operating-system crash can lose the last commits. A busy timeout lets several workers share the file.
     """
+    migrations.upgrade(url, store)
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -80,29 +79,7 @@ def engine_for(url: str, tables: MetaData = metadata) -> Engine:
 
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    try:
-        tables.create_all(engine)
-    except OperationalError:
-        tables.create_all(engine)  # another worker created them between the check and the create
-    _add_missing_columns(engine, tables)
     return engine
-
-
-def _add_missing_columns(engine: Engine, tables: MetaData) -> None:
-    """Add nullable columns introduced since a log was created (create_all never alters an existing table)."""
-    found = inspect(engine)
-    for table in tables.sorted_tables:
-        if not found.has_table(table.name):
-            continue
-        present = {c["name"] for c in found.get_columns(table.name)}
-        for column in table.columns:
-            if column.name not in present and column.nullable:
-                kind = column.type.compile(dialect=engine.dialect)
-                try:
-                    with engine.begin() as connection:
-                        connection.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
-                except OperationalError:
-                    pass  # another worker added it first
 
 
 def input_hash(features: Mapping[str, Any]) -> str:

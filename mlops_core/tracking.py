@@ -20,6 +20,7 @@ from mlflow.types.schema import ColSpec, Schema
 from pydantic import BaseModel
 
 from mlops_core import registry
+from mlops_core.audit import AuditLog, Registration
 from mlops_core.data import LoadedData
 from mlops_core.profile import DatasetProfile
 from mlops_core.training import Candidate, Split
@@ -187,27 +188,29 @@ def register_version(
     validation: ValidationOutcome,
     best: Candidate,
     primary_metric: str,
+    audit: AuditLog,
 ) -> RegisteredVersion:
-    """Create the version with all its tags in one call, so no version ever exists untagged."""
-    semver = registry.next_semver(
-        registry.model_versions(client, model_name),
-        signature_digest=run.signature_digest,
-        data_digest=data.digest,
-        params_digest=run.params_digest,
-    )
-    tags = {
-        registry.TAG_SEMVER: str(semver),
-        registry.TAG_DATA_DIGEST: data.digest,
-        registry.TAG_GX_SUCCESS: str(validation.success).lower(),
-        registry.TAG_TRAINING_RUN_ID: run.run_id,
-        registry.TAG_CODE_VERSION: registry.code_version(),
-        registry.TAG_SIGNATURE_DIGEST: run.signature_digest,
-        registry.TAG_PARAMS_DIGEST: run.params_digest,
-        "candidate": best.name,
-        **{f"metric.{k}": f"{v:.6g}" for k, v in best.metrics.items()},
-    }
-    version = mlflow.register_model(run.model_uri, model_name, tags=tags)
-    client.set_tag(run.run_id, registry.TAG_SEMVER, str(semver))
+    """Create the version with all its tags in one call, so no version ever exists untagged.
+
+    The semantic version is computed, registered and recorded in the audit log under the audit log's lock of
+    the model, so trainings registering at once get distinct semantic versions, recorded in order.
+    """
+    with audit.exclusive(model_name) as connection:
+        semver = registry.next_semver(
+            registry.model_versions(client, model_name),
+            signature_digest=run.signature_digest,
+            data_digest=data.digest,
+            params_digest=run.params_digest,
+        )
+        tags = _version_tags(semver, run, data, validation, best)
+        version = mlflow.register_model(run.model_uri, model_name, tags=tags)
+        client.set_tag(run.run_id, registry.TAG_SEMVER, str(semver))
+        audit.record_registration(
+            connection,
+            Registration(
+                model=model_name, version=int(version.version), semver=str(semver), training_run_id=run.run_id
+            ),
+        )
     return RegisteredVersion(
         name=model_name,
         version=int(version.version),
@@ -220,3 +223,19 @@ def register_version(
         metrics=best.metrics,
         tags=tags,
     )
+
+
+def _version_tags(
+    semver: registry.SemVer, run: LoggedRun, data: LoadedData, validation: ValidationOutcome, best: Candidate
+) -> dict[str, str]:
+    return {
+        registry.TAG_SEMVER: str(semver),
+        registry.TAG_DATA_DIGEST: data.digest,
+        registry.TAG_GX_SUCCESS: str(validation.success).lower(),
+        registry.TAG_TRAINING_RUN_ID: run.run_id,
+        registry.TAG_CODE_VERSION: registry.code_version(),
+        registry.TAG_SIGNATURE_DIGEST: run.signature_digest,
+        registry.TAG_PARAMS_DIGEST: run.params_digest,
+        "candidate": best.name,
+        **{f"metric.{k}": f"{v:.6g}" for k, v in best.metrics.items()},
+    }

@@ -20,7 +20,7 @@ from filelock import FileLock
 from pyrate_limiter import Duration, Limiter, Rate, RateItem, SQLiteBucket
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mlops_core import api_keys, security_log
+from mlops_core import api_keys, migrations, security_log
 from mlops_core.api_keys import ActiveKey, KeyStore
 from mlops_core.prediction_log import GroupWriter, engine_for, utc_now
 from mlops_core.settings import Settings
@@ -108,7 +108,7 @@ class SecurityLog:
 
     @classmethod
     def open(cls, settings: Settings) -> SecurityLog:
-        engine = engine_for(settings.security_log_url, security_log.metadata)
+        engine = engine_for(settings.security_log_url, migrations.SECURITY_LOG)
         return cls(GroupWriter(engine, security_log.security_events))
 
     def record(self, scope: Scope, event_type: str, *, key_id: str | None = None, detail: Any = None) -> None:

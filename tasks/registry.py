@@ -6,6 +6,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from mlops_core import registry
+from mlops_core.audit import AuditLog
 from mlops_core.data import LoadedData
 from mlops_core.profile import DatasetProfile
 from mlops_core.reports import training_summary_markdown
@@ -58,6 +59,7 @@ def register_model_version(
         validation=validation,
         best=evaluation.best,
         primary_metric=settings.training.primary_metric,
+        audit=AuditLog(settings.audit_url),
     )
     get_run_logger().info("registered %s version %d (semver %s)", version.name, version.version, version.semver)
     return version
