@@ -120,9 +120,7 @@ def _engine(url: str) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _explicit_transactions(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        # The stores run in WAL mode (readers never block the writer); a file this creates starts in it.
-        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        dbapi_connection.isolation_level = None  # the journal mode stays the store's own choice
 
     return engine
 
