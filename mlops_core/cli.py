@@ -233,7 +233,7 @@ def create_key(
     from mlops_core.api_keys import ADMIN, PREDICT, KeyStore
 
     scope = ADMIN if admin else PREDICT
-    key_id, key = KeyStore(get_settings().key_store).create(name, scope=scope, rate_limit=rate_limit)
+    key_id, key = KeyStore(get_settings().keys_url).create(name, scope=scope, rate_limit=rate_limit)
     typer.echo(f"key id: {key_id}", err=True)
     typer.echo(key)
 
@@ -243,7 +243,7 @@ def revoke_key(key_id: Annotated[str, typer.Argument(help="The key id shown by c
     """Revoke a key; running services refuse it within seconds."""
     from mlops_core.api_keys import KeyStore
 
-    if not KeyStore(get_settings().key_store).revoke(key_id):
+    if not KeyStore(get_settings().keys_url).revoke(key_id):
         typer.echo(f"no active key with id {key_id!r}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {key_id}")
@@ -254,7 +254,7 @@ def list_keys() -> None:
     """Key ids, names and dates (never the keys)."""
     from mlops_core.api_keys import KeyStore
 
-    for record in KeyStore(get_settings().key_store).list():
+    for record in KeyStore(get_settings().keys_url).list():
         state = f"revoked {record.revoked_at}" if record.revoked_at else "active"
         limit = f"limit {record.rate_limit}" if record.rate_limit else "default limit"
         typer.echo(f"{record.key_id}  {record.name}  {record.scope}  {limit}  created {record.created_at}  {state}")
