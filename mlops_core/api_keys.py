@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Column, Integer, MetaData, Table, Text, create_engine, func, make_url, select, update
-from sqlalchemy.exc import OperationalError
+
+from mlops_core import migrations
 
 PREFIX = "mlops"
 
@@ -89,6 +90,7 @@ class KeyStore:
 
     def __init__(self, location: str | Path) -> None:
         url = make_url(f"sqlite:///{location}" if isinstance(location, Path) else location)
+        migrations.upgrade(url, migrations.API_KEYS)
         self.file: Path | None = None
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             self.file = Path(url.database)
@@ -96,10 +98,6 @@ class KeyStore:
             self.engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         else:
             self.engine = create_engine(url, pool_pre_ping=True)
-        try:
-            metadata.create_all(self.engine)
-        except OperationalError:
-            metadata.create_all(self.engine)  # another instance created the table between the check and the create
 
     def create(self, name: str, *, scope: str = PREDICT, rate_limit: int | None = None) -> tuple[str, str]:
         """A new key: returns (key id, key). The key is shown once and never stored.

@@ -23,6 +23,8 @@ stack_app = typer.Typer(no_args_is_help=True, help="The local stack: Prefect ser
 app.add_typer(stack_app, name="stack")
 features_app = typer.Typer(no_args_is_help=True, help="The feature store: definitions, online values, updates.")
 app.add_typer(features_app, name="features")
+db_app = typer.Typer(no_args_is_help=True, help="The project's own stores: logs, keys, audit log, monitoring history.")
+app.add_typer(db_app, name="db")
 
 
 @app.callback()
@@ -374,6 +376,18 @@ def parse_assignments(assignments: list[str]) -> dict[str, object]:
         except json.JSONDecodeError:
             parsed[name] = raw
     return parsed
+
+
+@db_app.command("upgrade")
+def upgrade_stores() -> None:
+    """Upgrade every configured store to its newest schema (processes also do it when they open a store)."""
+    from mlops_core import migrations
+
+    for store, url in migrations.configured(get_settings()):
+        before = migrations.current(url, store)
+        after = migrations.upgrade(url, store)
+        change = f"{before or 'new'} -> {after}" if before != after else f"at {after}"
+        typer.echo(f"{store.name}: {change}  ({migrations.display(url)})")
 
 
 @app.command("settings")

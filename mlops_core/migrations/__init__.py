@@ -1,7 +1,7 @@
 """Versioned schemas of the project's own stores (Alembic): one history per store, upgraded where it is opened.
 
 One history per store, not one for all: each store has its own URL (the service writes the prediction and
-security logs, the flows the alias audit log and the monitoring history) and may live in its own database or
+security logs and reads the API keys, the flows write the alias audit log and the monitoring history) and may live in its own database or
 share one with the others. A history per store, kept in its own version table (``alembic_version_<store>``),
 upgrades exactly the tables the opening process uses, and any stores can share a database.
 
@@ -26,7 +26,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, create_engine, event, inspect, text
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from mlops_core.migrations import baseline
 from mlops_core.settings import Settings
@@ -55,7 +55,8 @@ PREDICTION_LOG = Store("prediction_log", "prediction_log_0001", baseline.PREDICT
 SECURITY_LOG = Store("security_log", "security_log_0001", baseline.SECURITY_LOG)
 AUDIT_LOG = Store("audit_log", "audit_log_0001", baseline.AUDIT_LOG)
 MONITORING_HISTORY = Store("monitoring_history", "monitoring_history_0001", baseline.MONITORING_HISTORY)
-STORES = (PREDICTION_LOG, SECURITY_LOG, AUDIT_LOG, MONITORING_HISTORY)
+API_KEYS = Store("api_keys", "api_keys_0001", baseline.API_KEYS)
+STORES = (PREDICTION_LOG, SECURITY_LOG, AUDIT_LOG, MONITORING_HISTORY, API_KEYS)
 
 
 def configured(settings: Settings) -> list[tuple[Store, str]]:
@@ -65,6 +66,7 @@ def configured(settings: Settings) -> list[tuple[Store, str]]:
         (SECURITY_LOG, settings.security_log_url),
         (AUDIT_LOG, settings.audit_url),
         (MONITORING_HISTORY, settings.monitoring_state_url),
+        (API_KEYS, settings.keys_url),
     ]
 
 
@@ -72,7 +74,7 @@ def head(store: Store) -> str:
     return _scripts(store).get_current_head()
 
 
-def current(url: str, store: Store) -> str | None:
+def current(url: str | URL, store: Store) -> str | None:
     """The store's revision in the database at ``url``; None when it is not versioned (or does not exist)."""
     engine = _engine(url)
     try:
@@ -82,7 +84,7 @@ def current(url: str, store: Store) -> str | None:
         engine.dispose()
 
 
-def upgrade(url: str, store: Store) -> str:
+def upgrade(url: str | URL, store: Store) -> str:
     """Bring ``store`` at ``url`` to its newest revision, creating it when absent; returns the revision."""
     newest = head(store)
     engine = _engine(url)
@@ -104,16 +106,17 @@ def upgrade(url: str, store: Store) -> str:
         engine.dispose()
 
 
-def display(url: str) -> str:
+def display(url: str | URL) -> str:
     """The URL without its password, for output."""
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _engine(url: str) -> Engine:
+def _engine(url: str | URL) -> Engine:
     """An engine whose connections start no transaction by themselves, so ``_lock`` can begin the right one."""
-    if not url.startswith("sqlite"):
+    url = make_url(url)
+    if url.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
-    database = make_url(url).database
+    database = url.database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": SQLITE_LOCK_TIMEOUT_SECONDS})

@@ -96,6 +96,19 @@ Table(
     Column("reason", Text, nullable=False),
 )
 
+API_KEYS = MetaData()
+Table(
+    "api_keys",
+    API_KEYS,
+    Column("key_id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("key_hash", Text, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("rate_limit", Integer),
+    Column("created_at", Text, nullable=False),
+    Column("revoked_at", Text),
+)
+
 
 def create(connection: Connection, schema: MetaData) -> None:
     schema.create_all(connection, checkfirst=False)
