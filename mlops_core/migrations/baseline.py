@@ -96,11 +96,12 @@ Table(
     Column("reason", Text, nullable=False),
 )
 
+# Written with sqlite3, whose TEXT PRIMARY KEY admits NULL (revision api_keys_0002 closes that).
 API_KEYS = MetaData()
 Table(
     "api_keys",
     API_KEYS,
-    Column("key_id", Text, primary_key=True),
+    Column("key_id", Text, primary_key=True, nullable=True),
     Column("name", Text, nullable=False),
     Column("key_hash", Text, nullable=False),
     Column("scope", Text, nullable=False),
