@@ -1,17 +1,34 @@
-"""Two trainings registering at once (two workers of a work pool) against one real MLflow store."""
+"""Two trainings registering at once (two workers of a work pool) against one real MLflow store, with the audit
+log whose lock numbers them in a SQLite file (the default) or in PostgreSQL (an advisory lock)."""
 
 from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from mlops_core import registry
 from mlops_core.audit import AuditLog
 from mlops_core.registry import SemVer
+from mlops_core.settings import get_settings
 from tests.helpers import register_trained, train_quickly
+from tests.servers import postgres_cluster
 
 
-def test_racing_registrations_get_distinct_semvers_recorded_in_order(settings, loan_batches):
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
+def audit_settings(request, settings, monkeypatch):
+    if request.param == "sqlite":
+        yield settings
+        return
+    with postgres_cluster(("mlops",)) as server:
+        monkeypatch.setenv("MLOPS_PROMOTION__AUDIT_URL", f"postgresql+psycopg://{server}/mlops")
+        get_settings.cache_clear()
+        yield get_settings()
+
+
+def test_racing_registrations_get_distinct_semvers_recorded_in_order(audit_settings, loan_batches):
+    settings = audit_settings
     trained = [train_quickly(settings, loan_batches, seed=seed) for seed in (0, 1)]
     start = threading.Barrier(len(trained))
 
