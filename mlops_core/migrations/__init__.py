@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,14 @@ def configured(settings: Settings) -> list[tuple[Store, str]]:
     ]
 
 
+@cache
 def head(store: Store) -> str:
     return _scripts(store).get_current_head()
+
+
+@cache
+def _known(store: Store) -> frozenset[str]:
+    return frozenset(script.revision for script in _scripts(store).walk_revisions())
 
 
 def current(url: str | URL, store: Store) -> str | None:
@@ -85,17 +92,24 @@ def current(url: str | URL, store: Store) -> str | None:
 
 
 def upgrade(url: str | URL, store: Store) -> str:
-    """Bring ``store`` at ``url`` to its newest revision, creating it when absent; returns the revision."""
+    """Bring ``store`` at ``url`` to its newest revision, creating it when absent; returns its revision then.
+
+    A store at a revision this code does not know was upgraded by a newer release (the other colour of a
+    blue-green deployment): it is left as it is, since revisions only add what older code can ignore.
+    """
     newest = head(store)
     engine = _engine(url)
     try:
         with engine.connect() as connection:
-            if _revision(connection, store) == newest:
-                return newest
+            found = _revision(connection, store)
+        if found == newest or _newer(found, store):
+            return found
         with engine.begin() as connection:
             _lock(connection, store)
             # Read again under the lock: another process may have upgraded meanwhile.
             found = _revision(connection, store)
+            if _newer(found, store):
+                return found
             config = _config(store, connection)
             if found is None and _predates_versioning(connection, store):
                 baseline.complete(connection, store.baseline_schema)
@@ -104,6 +118,10 @@ def upgrade(url: str | URL, store: Store) -> str:
         return newest
     finally:
         engine.dispose()
+
+
+def _newer(revision: str | None, store: Store) -> bool:
+    return revision is not None and revision not in _known(store)
 
 
 def display(url: str | URL) -> str:

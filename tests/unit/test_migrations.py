@@ -487,6 +487,19 @@ def test_an_older_unversioned_prediction_log_gains_the_columns_added_since(tmp_p
     assert added_later <= {c["name"] for c in inspect(create_engine(url)).get_columns("predictions")}
 
 
+def test_a_store_upgraded_by_a_newer_release_is_left_as_it_is(tmp_path: Path) -> None:
+    """Blue-green: the old colour restarting after the new one migrated must still start."""
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    AuditLog(url).engine.dispose()
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text(f"UPDATE {migrations.AUDIT_LOG.version_table} SET version_num = 'audit_log_9999'"))
+    engine.dispose()
+
+    assert migrations.upgrade(url, migrations.AUDIT_LOG) == "audit_log_9999"
+    assert _closing(AuditLog(url), lambda log: log.history(MODEL)) == []
+
+
 OPEN_EVERY_STORE = """
 import json, sys, time
 from pathlib import Path
