@@ -8,6 +8,8 @@ journal in one Redis (Feast's online store too, as a deployment would have it); 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -182,3 +184,18 @@ def test_no_instance_keeps_fleet_state_in_its_own_directory(fleet) -> None:
         assert [name for name in local if (state / name).exists()] == []
     shared = redis.Redis.from_url(fleet.settings.service.rate_limit_url)
     assert shared.keys("mlops:rate-limit:*") and shared.xlen(f"mlops:feature-updates:{fleet.settings.features.project}")
+
+
+def test_a_redis_that_cannot_count_is_a_503_with_retry_after_on_every_instance(fleet, feature_rows) -> None:
+    _, key = fleet.create_key()
+    shared = redis.Redis.from_url(fleet.settings.service.rate_limit_url)
+    redis_pid = shared.info("server")["process_id"]
+    os.kill(redis_pid, signal.SIGSTOP)  # up but answering nothing: the hardest case, a timeout
+    try:
+        refused = [post(server, key, "/predict", feature_rows[2]) for server in fleet.instances]
+    finally:
+        os.kill(redis_pid, signal.SIGCONT)
+    for response in refused:
+        assert response.status_code == 503 and response.headers["retry-after"]
+        assert response.json()["error"] == "rate_limit_store_unavailable"
+    assert statuses(fleet, key, feature_rows[2], rounds=1) == [[200], [200]]
