@@ -19,7 +19,7 @@ import psycopg
 import pytest
 import redis
 
-from mlops_core.processes import free_port, poll, stop_group, tail
+from tooling.processes import free_port, poll, stop_group, tail
 
 REDIS_SERVER = "/usr/bin/redis-server"
 

@@ -22,11 +22,13 @@ from sqlalchemy import create_engine
 
 from mlops_core import registry
 from mlops_core.features import FeatureRepository
-from mlops_core.generator import generate_day
-from mlops_core.monitoring import champion_reference, sample_window
 from mlops_core.prediction_log import read_predictions
 from mlops_core.settings import Settings
 from services.guard import KEY_REFRESH_SECONDS
+from stages.data.generator import generate_day
+from stages.features.training_sets import materialize, write_offline
+from stages.monitoring.reference import champion_reference
+from stages.monitoring.window import sample_window
 from tests.servers import postgres_cluster, redis_server
 from tests.service.conftest import VENV_BIN, Server, service_environment, start_service, stop_group
 from tests.service.training import register_model
@@ -82,8 +84,8 @@ def fleet(mlflow_server, tmp_path_factory):
         applicants["applicant_id"] = [201, 202, 203]
         features = FeatureRepository(settings)
         features.apply()
-        features.write_offline(applicants, "application_ts")
-        features.materialize(datetime(2026, 10, 31, tzinfo=UTC))
+        write_offline(features, applicants, "application_ts")
+        materialize(features, datetime(2026, 10, 31, tzinfo=UTC))
 
         instances: list[Server] = []
         states = [root / "pod-a", root / "pod-b"]
