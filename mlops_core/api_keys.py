@@ -26,6 +26,7 @@ PREFIX = "mlops"
 
 ADMIN = "admin"
 PREDICT = "predict"
+CONNECT_TIMEOUT_SECONDS = 2
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,11 @@ class KeyStore:
             self.file = Path(url.database)
             self.file.parent.mkdir(parents=True, exist_ok=True)
             self.engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        elif url.get_backend_name() == "postgresql":
+            # The service polls the store from its event loop: an unreachable server must not hold it for minutes.
+            self.engine = create_engine(
+                url, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+            )
         else:
             self.engine = create_engine(url, pool_pre_ping=True)
 

@@ -21,6 +21,7 @@ from typing import Any
 from filelock import FileLock
 from pyrate_limiter import Duration, Limiter, Rate, RateItem, RedisBucket, SQLiteBucket
 from redis.exceptions import NoScriptError, RedisError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mlops_core import api_keys, db, migrations, redis_store, security_log
@@ -69,11 +70,16 @@ class KeyCache:
             unseen and (age > UNSEEN_KEY_RECHECK_SECONDS or (local and self._file_version() != self._version))
         ):
             with self._lock:
-                version = self._file_version() if local else self._store.version()
-                # The file's stat may miss two writes within one clock tick: a file is re-read every time.
-                if local or version != self._version:
-                    self._keys = self._store.active()
-                self._checked_at, self._version = time.monotonic(), version
+                try:
+                    version = self._file_version() if local else self._store.version()
+                    # The file's stat may miss two writes within one clock tick: a file is re-read every time.
+                    if local or version != self._version:
+                        self._keys = self._store.active()
+                    self._version = version
+                except SQLAlchemyError as exc:
+                    # The keys read last stay in force (a revocation waits for the store); asked again next poll.
+                    logger.error("key store unreadable, keeping the %d keys read before: %r", len(self._keys), exc)
+                self._checked_at = time.monotonic()
         return self._keys
 
 

@@ -49,6 +49,16 @@ def test_the_version_of_a_store_moves_with_every_create_and_revoke(tmp_path) -> 
     assert len(set(versions)) == 3
 
 
+def test_an_unreadable_key_store_keeps_the_keys_read_before(tmp_path) -> None:
+    store = KeyStore(tmp_path / "keys.db")
+    key_id, key = store.create("a")
+    cache = KeyCache(store)
+    assert verify(key, cache.active(key_id)) == key_id
+    (tmp_path / "keys.db").write_bytes(b"not a database" * 512)
+    cache._checked_at -= KEY_REFRESH_SECONDS
+    assert verify(key, cache.active()) == key_id  # no 500 from the guard, and no key lost to a broken store
+
+
 @pytest.mark.slow
 def test_keys_in_postgresql_reach_a_cache_by_its_version_poll() -> None:
     with postgres_cluster(("keys",)) as server:
