@@ -84,7 +84,12 @@ def required_distributions(requirements: Path) -> set[str]:
 def test_the_bento_holds_the_service_and_requirements_for_everything_it_imports(bento):
     source = bento.path / "src"
     files = {p.relative_to(source).as_posix(): p for p in source.rglob("*.py")}
-    assert {"services/service.py", "services/onnx_model.py", "mlops_core/settings.py", "feature_repo/definitions.py"} <= set(files)
+    assert {
+        "services/service.py",
+        "services/onnx_model.py",
+        "mlops_core/settings.py",
+        "feature_repo/definitions.py",
+    } <= set(files)
     packaged = {name.split("/")[0] for name in files}
     provided = required_distributions(bento.path / "env" / "python" / "requirements.txt")
     # Which distribution provides a module, as installed in the project's environment (the same lock).
@@ -99,15 +104,19 @@ def test_the_bento_holds_the_service_and_requirements_for_everything_it_imports(
 
 def test_the_built_bento_serves_from_its_own_requirements(bento, uv, tmp_path):
     venv = tmp_path / "venv"
-    run([uv, "venv", "--quiet", "--python", PYTHON_VERSION, venv], timeout=120)
     requirements = bento.path / "env" / "python" / "requirements.txt"
-    run([uv, "pip", "install", "--quiet", "--python", venv / "bin" / "python", "-r", requirements], timeout=600)
+    # Outside the project directory, so that uv does not apply the project's [tool.uv] settings.
+    run([uv, "venv", "--quiet", "--python", PYTHON_VERSION, venv], cwd=tmp_path, timeout=120)
+    install = [uv, "pip", "install", "--quiet", "--python", venv / "bin" / "python", "-r", requirements]
+    run(install, cwd=tmp_path, timeout=600)
     # The project itself is not in that environment: whatever is served comes from the Bento.
     assert subprocess.run([venv / "bin" / "python", "-c", "import services"], cwd=tmp_path).returncode != 0
 
     settings = Settings(state_dir=tmp_path / "state")  # the embedded registry: SQLite file, local artifacts
     version = register_model(settings, tmp_path / "data", seed=1)
-    registry.connect(settings).set_registered_model_alias(settings.mlflow.registered_model, registry.CHAMPION, str(version))
+    registry.connect(settings).set_registered_model_alias(
+        settings.mlflow.registered_model, registry.CHAMPION, str(version)
+    )
     _, key = KeyStore(settings.key_store).create("image test")
     url = f"http://127.0.0.1:{free_port()}"
     env = image_environment(
@@ -188,5 +197,7 @@ def test_the_flows_image_environment_runs_a_training(uv, tmp_path):
     )
     run([app / ".venv" / "bin" / "mlops", "demo", "--rows", "3000", "--days", "3"], cwd=app, env=env, timeout=600)
     settings = Settings(state_dir=state)
-    champion = registry.connect(settings).get_model_version_by_alias(settings.mlflow.registered_model, registry.CHAMPION)
-    assert champion.version == "1"
+    champion = registry.connect(settings).get_model_version_by_alias(
+        settings.mlflow.registered_model, registry.CHAMPION
+    )
+    assert int(champion.version) == 1
