@@ -41,3 +41,8 @@ def test_the_work_pool_runs_the_flows_image():
     template = json.loads(WORK_POOL_TEMPLATE.read_text())
     image = template["variables"]["properties"]["image"]["default"]
     assert image.split(":")[0] == title
+
+
+def test_the_flows_image_installs_with_the_uv_of_the_local_setup():
+    setup = re.search(r'^UV_VERSION="([^"]+)"$', (PROJECT_ROOT / "scripts" / "setup.sh").read_text(), re.MULTILINE)
+    assert f"uv=={setup.group(1)}" in (DEPLOY / "flows.Dockerfile").read_text()
