@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import tomllib
 
 import yaml
 
@@ -46,3 +47,9 @@ def test_the_work_pool_runs_the_flows_image():
 def test_the_flows_image_installs_with_the_uv_of_the_local_setup():
     setup = re.search(r'^UV_VERSION="([^"]+)"$', (PROJECT_ROOT / "scripts" / "setup.sh").read_text(), re.MULTILINE)
     assert f"uv=={setup.group(1)}" in (DEPLOY / "flows.Dockerfile").read_text()
+
+
+def test_the_flows_image_holds_every_package_of_the_project():
+    wheel = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
+    copied = set(re.findall(r"^COPY (\S+)/ ", (DEPLOY / "flows.Dockerfile").read_text(), re.MULTILINE))
+    assert set(wheel["packages"]) <= copied
