@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from packaging.utils import canonicalize_name
 
 from mlops_core import registry
@@ -34,7 +35,7 @@ from tests.service.training import register_model
 
 pytestmark = pytest.mark.slow
 
-BENTO_NAME = "mlops-prediction"
+BENTOFILE = PROJECT_ROOT / "deploy" / "bentofile.yaml"
 FLOWS_DOCKERFILE = PROJECT_ROOT / "deploy" / "flows.Dockerfile"
 PYTHON_VERSION = "3.11"  # the Python of both images (bentofile docker.python_version, the Dockerfile's base)
 # Bytecode is compiled in the image for start-up time; it changes nothing that runs, and costs a minute here.
@@ -60,9 +61,10 @@ def bento(tmp_path_factory: pytest.TempPathFactory, uv: Path) -> BuiltBento:
     # BentoML 1.4 looks for uv even when it does not lock the requirements.
     env = image_environment(VENV_BIN, BENTOML_HOME=str(home))
     env["PATH"] = f"{env['PATH']}:{uv.parent}"
-    run([VENV_BIN / "bentoml", "build", "-f", "deploy/bentofile.yaml", "."], cwd=PROJECT_ROOT, env=env, timeout=300)
-    (path,) = [p for p in (home / "bentos" / BENTO_NAME).iterdir() if p.is_dir()]
-    return BuiltBento(home, path, f"{BENTO_NAME}:{path.name}")
+    run([VENV_BIN / "bentoml", "build", "-f", BENTOFILE, "."], cwd=PROJECT_ROOT, env=env, timeout=300)
+    name = yaml.safe_load(BENTOFILE.read_text())["name"]
+    (path,) = [p for p in (home / "bentos" / name).iterdir() if p.is_dir()]
+    return BuiltBento(home, path, f"{name}:{path.name}")
 
 
 def imported_modules(source: Path) -> set[str]:
