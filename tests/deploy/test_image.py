@@ -93,6 +93,7 @@ def test_the_bento_holds_the_service_and_requirements_for_everything_it_imports(
         "feature_repo/definitions.py",
     } <= set(files)
     packaged = {name.split("/")[0] for name in files}
+    assert packaged == {"services", "mlops_core", "feature_repo"}  # the service and what it may import
     provided = required_distributions(bento.path / "env" / "python" / "requirements.txt")
     # Which distribution provides a module, as installed in the project's environment (the same lock).
     distributions = importlib.metadata.packages_distributions()
