@@ -58,8 +58,8 @@ class BuiltBento:
 @pytest.fixture(scope="module")
 def bento(tmp_path_factory: pytest.TempPathFactory, uv: Path) -> BuiltBento:
     home = tmp_path_factory.mktemp("bentoml")
-    # BentoML 1.4 looks for uv even when it does not lock the requirements.
-    env = image_environment(VENV_BIN, BENTOML_HOME=str(home))
+    # Offline: neither uv nor pip may fetch anything. BentoML 1.4 looks for uv even when it does not lock.
+    env = image_environment(VENV_BIN, BENTOML_HOME=str(home), UV_OFFLINE="1", PIP_NO_INDEX="1")
     env["PATH"] = f"{env['PATH']}:{uv.parent}"
     run([VENV_BIN / "bentoml", "build", "-f", BENTOFILE, "."], cwd=PROJECT_ROOT, env=env, timeout=300)
     name = yaml.safe_load(BENTOFILE.read_text())["name"]
