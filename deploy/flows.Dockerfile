@@ -22,9 +22,11 @@ COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
 
 # Flow runs start in /app: the flows' entrypoints, the GX suite and prefect.yaml are found relative to it.
-COPY mlops_core/ mlops_core/
+COPY tooling/ tooling/
 COPY flows/ flows/
 COPY tasks/ tasks/
+COPY stages/ stages/
+COPY mlops_core/ mlops_core/
 COPY services/ services/
 COPY feature_repo/ feature_repo/
 COPY great_expectations/ great_expectations/

@@ -26,12 +26,12 @@ from packaging.utils import canonicalize_name
 
 from mlops_core import registry
 from mlops_core.api_keys import KeyStore
-from mlops_core.generator import generate_day
-from mlops_core.processes import free_port
 from mlops_core.settings import PROJECT_ROOT, Settings
+from stages.data.generator import generate_day
 from tests.deploy.conftest import VENV_BIN, image_environment
 from tests.service.conftest import stop_group, wait_until
 from tests.service.training import register_model
+from tooling.processes import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -90,6 +90,7 @@ def test_the_bento_holds_the_service_and_requirements_for_everything_it_imports(
         "services/service.py",
         "services/onnx_model.py",
         "mlops_core/settings.py",
+        "mlops_core/db.py",
         "feature_repo/definitions.py",
     } <= set(files)
     packaged = {name.split("/")[0] for name in files}

@@ -10,11 +10,11 @@ from typer.testing import CliRunner
 
 from mlops_core import registry
 from mlops_core.api_keys import KeyStore
-from mlops_core.cli import app
 from mlops_core.prediction_log import read_predictions
 from mlops_core.settings import get_settings
 from tests.service.conftest import registry_settings, service_environment, start_service, stop_group
 from tests.service.training import register_model
+from tooling.cli import app
 
 
 @pytest.mark.slow
