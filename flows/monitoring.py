@@ -6,24 +6,27 @@ from prefect import flow
 
 from mlops_core.settings import get_settings
 from stages.monitoring.history import CheckRecord
+from stages.monitoring.quality import champion_quality
 from tasks.monitoring import (
     decide_and_trigger,
     load_champion_reference,
     log_check_to_mlflow,
     measure_drift,
+    measure_prediction_drift,
     measure_quality,
+    measure_service_health,
     open_check_window,
     publish_monitoring_summary,
     record_skipped_check,
     sample_prediction_window,
     skip_reason,
-    summarise_security_events,
 )
 
 
 @flow(name="monitoring")
 def monitoring_flow(window_hours: float | None = None) -> CheckRecord:
-    """Check the predictions logged since the last check; retrain when drift or decay crosses a threshold."""
+    """Check the predictions logged since the last check and the labels arrived since; retrain on drift or
+    decay over a threshold, alert on service health and security."""
     settings = get_settings()
     window = open_check_window(settings, window_hours)
     reference = load_champion_reference(settings)
@@ -31,9 +34,10 @@ def monitoring_flow(window_hours: float | None = None) -> CheckRecord:
     if reason := skip_reason(sample, settings):
         return record_skipped_check(settings, window, reason)
     drift = measure_drift(reference, sample, settings)
-    quality = measure_quality(reference, sample, settings)
-    report = log_check_to_mlflow(settings, window, reference, sample, drift, quality)
-    security = summarise_security_events(settings, window)
-    record = decide_and_trigger(settings, window, drift, quality)
-    publish_monitoring_summary(record, reference, sample, drift, quality, security, report)
+    scores = measure_prediction_drift(reference, sample, settings)
+    qualities = measure_quality(reference, window, settings)
+    health = measure_service_health(settings, window)
+    report = log_check_to_mlflow(settings, window, reference, sample, drift, qualities, scores, health)
+    record = decide_and_trigger(settings, window, drift, champion_quality(qualities, reference.version), scores, health)
+    publish_monitoring_summary(record, reference, sample, drift, qualities, scores, health, report)
     return record

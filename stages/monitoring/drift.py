@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mlops_core.profile import DatasetProfile, NumericProfile
@@ -88,3 +89,30 @@ def _typed(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> p
     frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce")
     frame[categorical] = frame[categorical].astype(object).where(frame[categorical].notna(), None)
     return frame
+
+
+SCORE = "score"
+
+
+@dataclass(frozen=True)
+class PredictionDrift:
+    """The served score distribution against the champion's scores of its own reference sample."""
+
+    psi: float
+    critical_value: float
+    rows: int
+    drifted: bool
+
+
+def prediction_drift(
+    reference_scores: np.ndarray, window_scores: pd.Series, policy: MonitoringSettings
+) -> PredictionDrift:
+    """The input columns' rule on the one score column: PSI over the threshold and over its null."""
+    null = DriftNull.of(pd.DataFrame({SCORE: reference_scores}), [SCORE], [], policy.drift_false_alarm_rate)
+    verdicts = null.verdicts(pd.DataFrame({SCORE: window_scores.dropna().to_numpy()}), policy.column_drift_threshold)
+    return PredictionDrift(
+        psi=verdicts.scores[SCORE],
+        critical_value=verdicts.critical_values[SCORE],
+        rows=verdicts.rows,
+        drifted=SCORE in verdicts.drifted,
+    )
