@@ -167,11 +167,11 @@ class MonitoringSettings(BaseModel):
     client_error_rate_threshold: float = Field(default=0.05, gt=0, le=1, description="Share of 4xx that alerts.")
     server_error_rate_threshold: float = Field(default=0.01, gt=0, le=1, description="Share of 5xx that alerts.")
     rate_limited_rate_threshold: float = Field(default=0.05, gt=0, le=1, description="Share of 429 that alerts.")
-    refused_keys_per_hour_threshold: float = Field(
-        default=30.0, gt=0, description="Missing or invalid keys per hour that alert as probing."
+    refused_keys_per_hour_threshold: int = Field(
+        default=30, gt=0, description="Missing or invalid keys in one clock hour that alert as probing."
     )
-    rate_limited_per_hour_threshold: float = Field(
-        default=300.0, gt=0, description="Rate-limit refusals per hour that alert as abuse."
+    rate_limited_per_hour_threshold: int = Field(
+        default=300, gt=0, description="Rate-limit refusals in one clock hour that alert as abuse."
     )
     retraining_deployment: str = "training/retrain"
     experiment: str = "monitoring"

@@ -206,7 +206,7 @@ def measure_service_health(settings: Settings, window: Window) -> HealthFigures:
         engine.dispose()
     events = read_security_events(settings.security_log_url, since=window[0])
     events = events[events["ts"].map(_utc) < window[1]] if len(events) else events
-    health = health_figures(latencies, events, (window[1] - window[0]).total_seconds() / 3600)
+    health = health_figures(latencies, events)
     get_run_logger().info("service health: %s", health)
     return health
 

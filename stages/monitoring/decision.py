@@ -127,7 +127,7 @@ def health_alerts(health: HealthFigures, policy: MonitoringSettings) -> list[Ale
         ("refused keys", health.refused_keys_per_hour, policy.refused_keys_per_hour_threshold),
         ("rate-limit refusals", health.rate_limited_per_hour, policy.rate_limited_per_hour_threshold),
     ]
-    over = [f"{name} {rate:.0f}/h >= {limit:.0f}/h" for name, rate, limit in bursts if rate >= limit]
+    over = [f"{name} {count} in one hour >= {limit}" for name, count, limit in bursts if count >= limit]
     if over:
         alerts.append(Alert("security", ", ".join(over)))
     return alerts

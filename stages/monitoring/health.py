@@ -3,7 +3,8 @@
 Requests are the answered predictions (prediction log) plus the refused requests (security log): a refusal
 never reaches the prediction log. Client errors (4xx) are the refused inputs, keys, paths and methods;
 rate-limit refusals (429) and server errors (5xx) are counted apart. Refused keys and rate-limit refusals are
-also counted per hour: a burst of them is probing or abuse, an alert of its own kind.
+also counted in the window's busiest clock hour: a burst of them is probing or abuse, an alert of its own kind,
+and a long window must not dilute it.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ class HealthFigures:
     client_error_rate: float
     rate_limited_rate: float
     server_error_rate: float
-    refused_keys_per_hour: float
-    rate_limited_per_hour: float
+    refused_keys_per_hour: int  # in the busiest clock hour of the window
+    rate_limited_per_hour: int
 
 
 def window_latencies(engine: Engine, model: str, start: datetime, end: datetime) -> np.ndarray:
@@ -52,22 +53,24 @@ def window_latencies(engine: Engine, model: str, start: datetime, end: datetime)
         return np.asarray(connection.execute(query).scalars().all(), dtype=float)
 
 
-def health_figures(latencies: np.ndarray, events: pd.DataFrame, hours: float) -> HealthFigures:
-    """Rates over the window's requests, p99 latency of its answers, refusals per hour."""
-    counts = events["event_type"].value_counts() if len(events) else pd.Series(dtype=int)
+def health_figures(latencies: np.ndarray, events: pd.DataFrame) -> HealthFigures:
+    """Rates over the window's requests, p99 latency of its answers, refusals in the busiest hour."""
+    kinds = events["event_type"]
 
-    def count(*kinds: str) -> int:
-        return int(sum(counts.get(kind, 0) for kind in kinds))
+    def share(*of: str) -> float:
+        return int(kinds.isin(of).sum()) / requests if requests else 0.0
+
+    def busiest_hour(*of: str) -> int:
+        stamps = pd.to_datetime(events.loc[kinds.isin(of), "ts"], utc=True)
+        return int(stamps.dt.floor("h").value_counts().max()) if len(stamps) else 0
 
     requests = len(latencies) + len(events)
-    share = 1 / requests if requests else 0.0
-    per_hour = 1 / max(hours, 1e-9)
     return HealthFigures(
         requests=requests,
         latency_p99_ms=float(np.percentile(latencies, 99)) if len(latencies) else None,
-        client_error_rate=count(*CLIENT_ERRORS) * share,
-        rate_limited_rate=count(security_log.RATE_LIMITED) * share,
-        server_error_rate=count(security_log.SERVER_ERROR) * share,
-        refused_keys_per_hour=count(*REFUSED_KEYS) * per_hour,
-        rate_limited_per_hour=count(security_log.RATE_LIMITED) * per_hour,
+        client_error_rate=share(*CLIENT_ERRORS),
+        rate_limited_rate=share(security_log.RATE_LIMITED),
+        server_error_rate=share(security_log.SERVER_ERROR),
+        refused_keys_per_hour=busiest_hour(*REFUSED_KEYS),
+        rate_limited_per_hour=busiest_hour(security_log.RATE_LIMITED),
     )

@@ -51,7 +51,7 @@ def monitoring_markdown(
         f"Service: {health.requests:,} requests, p99 latency "
         + (f"{health.latency_p99_ms:.0f} ms" if health.latency_p99_ms is not None else "n/a")
         + f", 4xx {health.client_error_rate:.1%}, 5xx {health.server_error_rate:.1%}, "
-        f"429 {health.rate_limited_rate:.1%}; refused keys {health.refused_keys_per_hour:.0f}/h, "
-        f"rate-limit refusals {health.rate_limited_per_hour:.0f}/h",
+        f"429 {health.rate_limited_rate:.1%}; in the busiest hour {health.refused_keys_per_hour} refused keys, "
+        f"{health.rate_limited_per_hour} rate-limit refusals",
     ]
     return "\n".join(lines)

@@ -205,8 +205,8 @@ def health(**changes) -> HealthFigures:
         client_error_rate=0.01,
         rate_limited_rate=0.0,
         server_error_rate=0.0,
-        refused_keys_per_hour=1.0,
-        rate_limited_per_hour=0.0,
+        refused_keys_per_hour=1,
+        rate_limited_per_hour=0,
     )
     return HealthFigures(**{**normal, **changes})
 
@@ -228,18 +228,18 @@ SCORES_DRIFTED = PredictionDrift(psi=0.4, critical_value=0.05, rows=1_000, drift
         (
             "probing",
             SCORES_QUIET,
-            health(refused_keys_per_hour=120.0),
+            health(refused_keys_per_hour=120),
             ["security"],
             None,
-            "refused keys 120/h >= 30/h",
+            "refused keys 120 in one hour >= 30",
         ),
         (
             "scores drifted while probed",
             SCORES_DRIFTED,
-            health(rate_limited_per_hour=500.0),
+            health(rate_limited_per_hour=500),
             ["prediction drift", "security"],
             "prediction drift",
-            "rate-limit refusals 500/h >= 300/h",
+            "rate-limit refusals 500 in one hour >= 300",
         ),
     ],
 )

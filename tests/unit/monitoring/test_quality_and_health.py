@@ -60,24 +60,25 @@ def test_only_groups_with_labels_new_since_the_last_check_are_judged():
     assert result.drop > POLICY.quality_drop_threshold
 
 
-def test_health_figures_count_refusals_among_requests():
-    events = pd.DataFrame(
-        {
-            "event_type": [security_log.INVALID_KEY] * 60
-            + [security_log.RATE_LIMITED] * 20
-            + [security_log.INVALID_INPUT] * 10
-            + [security_log.SERVER_ERROR] * 10
-        }
+def test_health_figures_count_refusals_among_requests_and_bursts_in_their_busiest_hour():
+    kinds = (
+        [security_log.INVALID_KEY] * 60
+        + [security_log.RATE_LIMITED] * 20
+        + [security_log.INVALID_INPUT] * 10
+        + [security_log.SERVER_ERROR] * 10
     )
-    figures = health_figures(np.r_[np.full(895, 20.0), np.full(5, 2_000.0)], events, hours=2)
+    hours = [NOW - timedelta(hours=i % 3) for i in range(60)] + [NOW] * 40  # the keys over 3 hours
+    events = pd.DataFrame({"event_type": kinds, "ts": hours})
+    figures = health_figures(np.r_[np.full(895, 20.0), np.full(5, 2_000.0)], events)
     assert figures.requests == 1_000
     assert figures.latency_p99_ms == 20.0  # 5 slow answers of 900 are under 1 %
-    assert health_figures(np.r_[np.full(880, 20.0), np.full(20, 2_000.0)], events, hours=2).latency_p99_ms == 2_000
+    assert health_figures(np.r_[np.full(880, 20.0), np.full(20, 2_000.0)], events).latency_p99_ms == 2_000
     assert figures.client_error_rate == pytest.approx(0.07)
     assert (figures.rate_limited_rate, figures.server_error_rate) == (pytest.approx(0.02), pytest.approx(0.01))
-    assert (figures.refused_keys_per_hour, figures.rate_limited_per_hour) == (30, 10)
+    assert (figures.refused_keys_per_hour, figures.rate_limited_per_hour) == (20, 20)
 
 
 def test_an_empty_window_has_no_latency_and_no_rates():
-    figures = health_figures(np.array([]), pd.DataFrame(columns=["event_type"]), hours=1)
+    figures = health_figures(np.array([]), pd.DataFrame(columns=["event_type", "ts"]))
     assert figures.latency_p99_ms is None and figures.requests == 0 and figures.client_error_rate == 0
+    assert figures.refused_keys_per_hour == 0
