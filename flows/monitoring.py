@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 from mlops_core.settings import get_settings
+from stages.monitoring.decision import check_alerts
 from stages.monitoring.history import CheckRecord
 from stages.monitoring.quality import champion_quality
 from tasks.monitoring import (
@@ -31,13 +32,17 @@ def monitoring_flow(window_hours: float | None = None) -> CheckRecord:
     window = open_check_window(settings, window_hours)
     reference = load_champion_reference(settings)
     sample = sample_prediction_window(settings, window, reference)
+    qualities = measure_quality(reference, window, settings)
+    quality = champion_quality(qualities, reference.version)
+    health = measure_service_health(settings, window)
     if reason := skip_reason(sample, settings):
-        return record_skipped_check(settings, window, reason)
+        # Too few predictions to judge drift; labels on their own clock and the service may still alert.
+        if not check_alerts(None, quality, settings.monitoring, None, health):
+            return record_skipped_check(settings, window, reason)
+        return decide_and_trigger(settings, window, None, quality, None, health, drift_skipped=reason)
     drift = measure_drift(reference, sample, settings)
     scores = measure_prediction_drift(reference, sample, settings)
-    qualities = measure_quality(reference, window, settings)
-    health = measure_service_health(settings, window)
     report = log_check_to_mlflow(settings, window, reference, sample, drift, qualities, scores, health)
-    record = decide_and_trigger(settings, window, drift, champion_quality(qualities, reference.version), scores, health)
+    record = decide_and_trigger(settings, window, drift, quality, scores, health)
     publish_monitoring_summary(record, reference, sample, drift, qualities, scores, health, report)
     return record

@@ -219,12 +219,14 @@ def _utc(moment: datetime) -> datetime:
 def decide_and_trigger(
     settings: Settings,
     window: Window,
-    drift: DriftResult,
+    drift: DriftResult | None,
     quality: QualityResult | None,
-    scores: PredictionDrift,
+    scores: PredictionDrift | None,
     health: HealthFigures,
+    drift_skipped: str | None = None,
 ) -> CheckRecord:
-    """Record the check; on an alert, notify, and start retraining when the decision asks for it."""
+    """Record the check; on an alert, notify, and start retraining when the decision asks for it.
+    ``drift_skipped`` says why drift was not judged (too few rows) when quality or health still alert."""
     policy, model = settings.monitoring, settings.mlflow.registered_model
     logger = get_run_logger()
     history = CheckHistory(settings.monitoring_state_url)
@@ -247,11 +249,11 @@ def decide_and_trigger(
         window_start=window[0],
         window_end=window[1],
         status=decision.status,
-        drift_share=drift.drift_share,
+        drift_share=drift.drift_share if drift else None,
         quality_drop=quality.drop if quality else None,
         episode=decision.episode,
         retraining_alert=decision.cause is not None,
-        reason=decision.reason,
+        reason=decision.reason + (f"; drift not judged: {drift_skipped}" if drift_skipped else ""),
     )
     if decision.alert:
         logger.warning("ALERT %s: %s", model, record.reason)

@@ -74,15 +74,16 @@ def episode_of(last: CheckRecord | None, alert: bool, last_episode_triggered: bo
 
 
 def check_alerts(
-    drift: DriftResult,
+    drift: DriftResult | None,
     quality: QualityResult | None,
     policy: MonitoringSettings,
     prediction_drift: PredictionDrift | None = None,
     health: HealthFigures | None = None,
 ) -> list[Alert]:
-    """Every alert of the check, retraining kinds first, each with its figures and thresholds."""
+    """Every alert of the check, retraining kinds first, each with its figures and thresholds; ``drift`` and
+    ``prediction_drift`` are None when the window had too few rows to judge them."""
     alerts = []
-    if drift.drift_share >= policy.drift_share_threshold:
+    if drift and drift.drift_share >= policy.drift_share_threshold:
         columns = ", ".join(drift.drifted_columns)
         alerts.append(
             Alert("drift", f"drift share {drift.drift_share:.2f} >= {policy.drift_share_threshold} ({columns})")
@@ -134,7 +135,7 @@ def health_alerts(health: HealthFigures, policy: MonitoringSettings) -> list[Ale
 
 
 def decide_alert(
-    drift: DriftResult,
+    drift: DriftResult | None,
     quality: QualityResult | None,
     policy: MonitoringSettings,
     *,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from mlops_core.settings import MonitoringSettings
-from stages.monitoring.decision import NO_ALERT_REASON, decide_alert, episode_of
+from stages.monitoring.decision import NO_ALERT_REASON, check_alerts, decide_alert, episode_of
 from stages.monitoring.drift import DriftResult, PredictionDrift
 from stages.monitoring.health import HealthFigures
 from stages.monitoring.history import CheckRecord
@@ -275,3 +275,11 @@ def test_a_health_alert_between_two_drift_episodes_does_not_join_them():
         now=NOW,
     )
     assert decision.episode == 5 and decision.triggers_retraining
+
+
+def test_without_enough_rows_for_drift_labels_and_the_service_still_alert():
+    assert [a.kind for a in check_alerts(None, quality(0.1), POLICY, None, health(latency_p99_ms=900.0))] == [
+        "quality drop",
+        "latency",
+    ]
+    assert check_alerts(None, None, POLICY, None, health()) == []
