@@ -12,7 +12,7 @@ Dirichlet of the reference's bin counts, half a row added to each bin so a categ
 still appear), a window's bin counts are drawn from it, and its PSI against the reference's own shares is
 the statistic. Both samples' noise, this reference's bins, ties, rare categories and the floor of empty bins
 (the tail at small windows: one empty bin adds about 0.7) are in it, where the chi-square asymptotics miss the
-last three. Drawing counts costs nothing per row, so the null is exact at any window size; it is cached per
+last three. Drawing counts costs nothing per row, so the null costs the same at any window size; it is cached per
 window size. The critical value is the null's ``1 - rate / columns`` quantile (Bonferroni): the chance that
 any column of a check is falsely drifted is at most ``rate``, whatever the correlation between columns, so a
 drift-share alert (a share of drifted columns) is at most as frequent.
