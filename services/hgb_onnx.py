@@ -28,6 +28,12 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 _POST_TRANSFORMS = {"HalfBinomialLoss": "LOGISTIC", "HalfMultinomialLoss": "SOFTMAX"}
 
 
+def _float32_threshold(threshold: float) -> float:
+    """The float32 nearest to a float64 threshold: a float32 input equal to the float64 threshold rounds to it,
+    so it goes left as in scikit-learn (the float64 value itself would send half of such inputs right)."""
+    return float(np.float32(threshold))
+
+
 def _nodes(model: HistGradientBoostingClassifier) -> dict[str, list[Any]]:
     """Every predictor's nodes as the operator's parallel attribute lists, one ONNX tree per predictor."""
     attrs: dict[str, list[Any]] = {
@@ -60,7 +66,7 @@ def _nodes(model: HistGradientBoostingClassifier) -> dict[str, list[Any]]:
                 attrs["nodes_nodeids"].append(node_id)
                 attrs["nodes_featureids"].append(0 if leaf else int(node["feature_idx"]))
                 attrs["nodes_modes"].append("LEAF" if leaf else "BRANCH_LEQ")
-                attrs["nodes_values"].append(0.0 if leaf else float(np.float32(node["num_threshold"])))
+                attrs["nodes_values"].append(0.0 if leaf else _float32_threshold(float(node["num_threshold"])))
                 attrs["nodes_truenodeids"].append(0 if leaf else int(node["left"]))
                 attrs["nodes_falsenodeids"].append(0 if leaf else int(node["right"]))
                 attrs["nodes_missing_value_tracks_true"].append(int(not leaf and node["missing_go_to_left"]))

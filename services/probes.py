@@ -6,8 +6,9 @@ scikit-learn, so the probes also hold, as ``check_row`` passes them on:
 - a missing value in every column, one at a time and all at once;
 - an unseen category in every text column;
 - every number at its allowed range's ends (the training range with its headroom), beyond them, and far beyond;
-- for tree ensembles, rows routed to split nodes, sampled across all trees (up to ``TREE_PROBE_ROWS``): with the
-  split's value exactly at its threshold, just past it, and missing (the node's missing-value branch when the
+- for tree ensembles, rows routed to split nodes of every tree (its first split on an input column, and more
+  drawn at random within about ``TREE_PROBE_ROWS``): with the split's value exactly at its threshold (an
+  imputed median often is one), just past it, and missing (the node's missing-value branch when the
   pipeline hands NaN to the trees, the imputed value otherwise). The path to a node is followed on the
   numeric input columns the trees split on directly; other features (indicators, one-hot columns) follow from
   the row's base values.
@@ -111,41 +112,53 @@ def _edge_rows(rules: list[FieldRule], base: dict[str, Any]) -> list[dict[str, A
     return rows
 
 
+def _parents(tree: _Tree) -> np.ndarray:
+    parent = np.full(len(tree.left), -1)
+    splits = np.nonzero(tree.left >= 0)[0]
+    parent[tree.left[splits]] = splits
+    parent[tree.right[splits]] = splits
+    return parent
+
+
+def _path_bounds(tree: _Tree, parent: np.ndarray, node: int, columns: dict[int, str]) -> dict[str, tuple[float, float]]:
+    """The bounds (low, high] that the splits above ``node`` put on each input column to reach it."""
+    bounds: dict[str, tuple[float, float]] = {}
+    child, above = node, int(parent[node])
+    while above >= 0:
+        column = columns.get(int(tree.feature[above]))
+        if column is not None:
+            low, high = bounds.get(column, (-np.inf, np.inf))
+            threshold = float(tree.threshold[above])
+            if child == tree.left[above]:
+                bounds[column] = (low, min(high, threshold))
+            else:
+                bounds[column] = (max(low, threshold), high)
+        child, above = above, int(parent[above])
+    return bounds
+
+
 def _tree_rows(
     trees: list[_Tree], columns: dict[int, str], base: dict[str, Any], rng: np.random.Generator
 ) -> list[dict[str, Any]]:
-    """Rows reaching sampled split nodes on input columns, each at the threshold, just past it, and missing."""
-    # Every split node of every tree with the bounds (low, high] its path puts on each input column.
-    nodes: list[tuple[int, int, dict[str, tuple[float, float]]]] = []
-    for index, tree in enumerate(trees):
-        stack: list[tuple[int, dict[str, tuple[float, float]]]] = [(0, {})]
-        while stack:
-            node, bounds = stack.pop()
-            if tree.left[node] < 0:
-                continue
-            column = columns.get(int(tree.feature[node]))
-            threshold = float(tree.threshold[node])
-            if column is None:  # a derived feature: both branches stay open
-                stack += [(int(tree.left[node]), bounds), (int(tree.right[node]), bounds)]
-                continue
-            nodes.append((index, node, bounds))
-            low, high = bounds.get(column, (-np.inf, np.inf))
-            stack.append((int(tree.left[node]), {**bounds, column: (low, min(high, threshold))}))
-            stack.append((int(tree.right[node]), {**bounds, column: (max(low, threshold), high)}))
-    per_node = 3
-    if len(nodes) * per_node > TREE_PROBE_ROWS:
-        picked = rng.choice(len(nodes), size=TREE_PROBE_ROWS // per_node, replace=False)
-        nodes = [nodes[i] for i in sorted(picked)]
+    """Rows reaching split nodes on input columns, each at the threshold, just past it and missing: in every
+    tree its first such node (the root, mostly), and further nodes drawn at random within the budget."""
+    rows_per_node = 3
+    per_tree = max(1, TREE_PROBE_ROWS // rows_per_node // max(len(trees), 1))
     rows = []
-    for index, node, bounds in nodes:
-        tree = trees[index]
-        on_path = {column: _inside(low, high) for column, (low, high) in bounds.items()}
-        column = columns[int(tree.feature[node])]
-        threshold = float(tree.threshold[node])
-        past = threshold + max(abs(threshold), 1.0) * PAST_THRESHOLD
-        for value in (threshold, past, float("nan")):
-            if np.isfinite(value) or value != value:
-                rows.append({**base, **on_path, column: value})
+    for tree in trees:
+        known = np.isin(tree.feature, list(columns)) & (tree.left >= 0)
+        nodes = np.nonzero(known)[0]
+        if len(nodes) > per_tree:
+            nodes = np.concatenate([nodes[:1], rng.choice(nodes[1:], size=per_tree - 1, replace=False)])
+        parent = _parents(tree)
+        for node in nodes:
+            bounds = _path_bounds(tree, parent, int(node), columns)
+            on_path = {column: _inside(low, high) for column, (low, high) in bounds.items()}
+            column = columns[int(tree.feature[node])]
+            threshold = float(tree.threshold[node])
+            for value in (threshold, threshold + max(abs(threshold), 1.0) * PAST_THRESHOLD, float("nan")):
+                if not np.isinf(value):
+                    rows.append({**base, **on_path, column: value})
     return rows
 
 

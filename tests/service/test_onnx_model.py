@@ -139,6 +139,15 @@ def test_a_graph_that_sends_values_at_a_threshold_the_other_way_is_not_served(fi
     assert onnx is None and "differs from scikit-learn" in runtime
 
 
+def test_thresholds_kept_in_float64_are_not_served(fitted, monkeypatch):
+    """A float32 input equal to a float64 threshold (a value at the split, or an imputed median, which often is
+    one) rounds above it half of the time: such a graph sends those rows right where scikit-learn goes left."""
+    pipeline, rules = fitted["hist_gradient_boosting"]
+    monkeypatch.setattr(hgb_onnx, "_float32_threshold", float)
+    onnx, runtime = runtime_for(pipeline, rules, "onnx")
+    assert onnx is None and "differs from scikit-learn" in runtime
+
+
 @pytest.fixture(scope="module")
 def trees_see_missing_values(split_and_profile, fitted):
     """HistGradientBoosting on raw numbers, NaN included: no imputer stands between a missing value and the trees."""
