@@ -386,7 +386,7 @@ RouterOption = Annotated[
 
 
 def _router(name: str | None):
-    from tooling.bluegreen import router_for
+    from tooling.traffic import router_for
 
     settings = get_settings()
     if name is not None:
@@ -398,7 +398,8 @@ def _router(name: str | None):
 
 
 def _run_switch(router_name: str | None, version: int | None, reason: str, by: str | None) -> None:
-    from tooling.bluegreen import SwitchError, switch
+    from tooling.bluegreen import switch
+    from tooling.traffic import SwitchError
 
     settings, router = _router(router_name)
     try:
@@ -451,7 +452,7 @@ def bluegreen_rollback(
 @bluegreen_app.command("status")
 def bluegreen_status(router: RouterOption = None) -> None:
     """The live colour (and locally its URL) and each colour's pin."""
-    from tooling.bluegreen import COLOURS, SwitchError
+    from tooling.traffic import COLOURS, SwitchError
 
     _, chosen = _router(router)
     try:
@@ -469,7 +470,7 @@ def bluegreen_status(router: RouterOption = None) -> None:
 @bluegreen_app.command("down")
 def bluegreen_down() -> None:
     """Stop the local colours started by `mlops bluegreen switch` (the live record goes with them)."""
-    from tooling.bluegreen import LocalRouter
+    from tooling.traffic import LocalRouter
 
     stopped = LocalRouter(get_settings()).down()
     typer.echo(f"stopped {', '.join(stopped)}" if stopped else "no colour was running")

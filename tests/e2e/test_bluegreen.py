@@ -10,21 +10,23 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import Result
+from typer.testing import CliRunner
 
 from mlops_core import registry
 from mlops_core.audit import AuditLog
+from mlops_core.cli import app
 from mlops_core.processes import free_port
-from tests.service.conftest import VENV_BIN, registry_settings, service_environment, start_mlflow, stop_group
+from mlops_core.settings import get_settings
+from tests.service.conftest import registry_settings, service_environment, start_mlflow, stop_group
 from tests.service.training import register_model
 
 pytestmark = pytest.mark.slow
-CLI_TIMEOUT = 600
 
 
 def break_artifacts(client, artifacts: Path, name: str, version: int) -> None:
@@ -59,12 +61,13 @@ def world(tmp_path_factory):
         stop_group(mlflow)
 
 
-def mlops(world, *args: str, **env: str) -> subprocess.CompletedProcess:
-    """The CLI as a user runs it, in its own process."""
-    return subprocess.run(
-        [str(VENV_BIN / "mlops"), *args], env={**world["env"], **env}, cwd=world["root"], capture_output=True,
-        text=True, timeout=CLI_TIMEOUT, check=False,
-    )  # fmt: skip
+def mlops(world, *args: str, **env: str) -> Result:
+    """The CLI with the environment a user would set (in this process: the same code, no interpreter start-up)."""
+    get_settings.cache_clear()
+    try:
+        return CliRunner().invoke(app, list(args), env={**world["env"], **env})
+    finally:
+        get_settings.cache_clear()
 
 
 def state(world) -> dict:
@@ -85,8 +88,8 @@ def serving(url: str) -> int:
     return httpx.get(f"{url}/readyz", timeout=5).json()["model"]["version"]
 
 
-def assert_refused(result: subprocess.CompletedProcess, *words: str) -> str:
-    assert result.returncode == 2, result.stdout + result.stderr
+def assert_refused(result: Result, *words: str) -> str:
+    assert result.exit_code == 2, result.output
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("switch refused, traffic and alias unchanged: "), result.stderr
     for word in words:
@@ -98,13 +101,13 @@ def test_switch_stages_a_version_checks_it_and_switches_back(world):
     v1, v2, broken = world["versions"]
 
     first = mlops(world, "bluegreen", "switch", str(v1), "--reason", "first deployment", "--by", "release-bot")
-    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.exit_code == 0, first.output
     assert state(world)["live"] == "blue" and champion(world) == v1
     blue_url = state(world)["live_url"]
     assert serving(blue_url) == v1
 
     second = mlops(world, "bluegreen", "switch", str(v2), "--reason", "v2 passed the gate", "--by", "release-bot")
-    assert second.returncode == 0, second.stdout + second.stderr
+    assert second.exit_code == 0, second.output
     live = state(world)
     green_url = live["live_url"]
     assert live["live"] == "green" and green_url != blue_url
@@ -136,7 +139,7 @@ def test_switch_stages_a_version_checks_it_and_switches_back(world):
     unchanged()
 
     back = mlops(world, "bluegreen", "rollback", "--reason", "v2 misbehaves", "--by", "on-call")
-    assert back.returncode == 0, back.stdout + back.stderr
+    assert back.exit_code == 0, back.output
     assert state(world)["live"] == "blue" and champion(world) == v1
     move = moves(world)[-1]
     assert (move.from_version, move.to_version, move.action, move.actor) == (v2, v1, "rollback", "on-call")
