@@ -195,7 +195,9 @@ class BlueGreenSettings(BaseModel):
         description="API key for the smoke requests; unset: a temporary key in the service's key store, revoked after.",
     )
     kubectl: str = "kubectl"
-    namespace: str | None = Field(default=None, description="Namespace of the manifests; unset: kubectl's current one.")
+    namespace: str | None = Field(
+        default="mlops", description="Namespace of deploy/k8s/ and the flows' work pool; unset: kubectl's current one."
+    )
     service_name: str = Field(
         default="mlops-prediction",
         description="The live Service; the colours' Deployments and preview Services are named <name>-blue|green.",
