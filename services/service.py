@@ -458,4 +458,4 @@ class PredictionService:
         self.runtime.close()
 
 
-PredictionService.add_asgi_middleware(Guard)
+PredictionService.add_asgi_middleware(Guard, runtime=runtime)
