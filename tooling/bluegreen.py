@@ -38,11 +38,12 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 
-from mlops_core import processes, registry
+from mlops_core import registry
 from mlops_core.api_keys import KeyStore
-from mlops_core.audit import AliasMove, AuditLog
-from mlops_core.promotion import alias_version, current_actor
 from mlops_core.settings import Settings
+from stages.promotion.aliases import alias_version, current_actor
+from stages.promotion.audit import AliasMove, AuditLog
+from tooling import processes
 from tooling.traffic import FIRST_COLOUR, POLL_SECONDS, Colour, Endpoint, Router, SwitchError, other
 
 INVALID_ROW = {"features": "not a row"}  # a body the service must refuse with a 422

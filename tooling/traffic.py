@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from mlops_core import processes
 from mlops_core.settings import PROJECT_ROOT, Settings
+from tooling import processes
 
 Colour = Literal["blue", "green"]
 COLOURS: tuple[Colour, ...] = ("blue", "green")

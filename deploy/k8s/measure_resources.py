@@ -34,8 +34,8 @@ if str(PROJECT_ROOT) not in sys.path:
 import mlops_core  # noqa: E402,F401  (telemetry off)
 from benchmarks.serving import load  # noqa: E402
 from mlops_core.api_keys import KeyStore  # noqa: E402
-from mlops_core.generator import generate_day, write_batches  # noqa: E402
 from mlops_core.settings import Settings  # noqa: E402
+from stages.data.generator import generate_day, write_batches  # noqa: E402
 from tests.helpers import register_quickly  # noqa: E402
 from tests.service.conftest import service_environment, start_service, stop_group  # noqa: E402
 

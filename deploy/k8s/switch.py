@@ -22,7 +22,7 @@ def main() -> None:
     if str(PROJECT_ROOT) not in sys.path:
         sys.path.insert(0, str(PROJECT_ROOT))
     os.environ["MLOPS_BLUEGREEN__ROUTER"] = "kubernetes"
-    from mlops_core.cli import app
+    from tooling.cli import app
 
     app(["bluegreen", *sys.argv[1:]], prog_name="switch.py")
 

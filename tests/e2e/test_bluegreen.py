@@ -19,12 +19,12 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from mlops_core import registry
-from mlops_core.audit import AuditLog
-from mlops_core.cli import app
-from mlops_core.processes import free_port
 from mlops_core.settings import get_settings
+from stages.promotion.audit import AuditLog
 from tests.service.conftest import registry_settings, service_environment, start_mlflow, stop_group
 from tests.service.training import register_model
+from tooling.cli import app
+from tooling.processes import free_port
 
 pytestmark = pytest.mark.slow
 
