@@ -257,9 +257,14 @@ def switch(
 
 
 def _hold(router: Router, live: Colour, version: int, timeout: float, progress: Callable[[str], None]) -> list[str]:
-    """Pin the live colour to what it serves when it still follows an alias; refuse a version already live."""
+    """Pin the live colour to what it serves when it still follows an alias; refuse a version already live.
+
+    A live colour that does not run (a local process that died) is left alone: switching away is the remedy.
+    """
     ref = router.pinned(live)
-    if ref is not None and ref.isdigit():
+    if ref is None:
+        return [f"{live}, the live colour, does not run: nothing to hold"]
+    if ref.isdigit():
         if int(ref) == version:
             raise SwitchError(f"version {version} is already live on {live}; nothing to do")
         return []

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from mlops_core.settings import PROJECT_ROOT, Settings
+from mlops_core.settings import PROJECT_ROOT, ServiceSettings, Settings
 from tooling import processes
 
 Colour = Literal["blue", "green"]
@@ -33,6 +33,9 @@ HOST = "127.0.0.1"
 BIN = Path(sys.executable).parent
 POLL_SECONDS = 0.2
 KUBECTL_SECONDS = 60  # one kubectl call other than `rollout status`
+# Where kubectl finds a colour's pin in its Deployment and the live colour in the Service (jsonpath output).
+PIN_PATH = f'{{.spec.template.spec.containers[?(@.name=="{CONTAINER}")].env[?(@.name=="{REF_VARIABLE}")].value}}'
+LIVE_PATH = "{.spec.selector.colour}"
 
 
 class SwitchError(RuntimeError):
@@ -67,7 +70,8 @@ class Router(Protocol):
 
     def live(self) -> Colour | None: ...
 
-    def pinned(self, colour: Colour) -> str | None: ...
+    def pinned(self, colour: Colour) -> str | None:
+        """The colour's model reference (a version number or an alias); None when it does not run at all."""
 
     def pin(self, colour: Colour, ref: str) -> None: ...
 
@@ -219,13 +223,13 @@ class KubernetesRouter:
     def deployment(self, colour: Colour) -> str:
         return f"{self.service}-{colour}"
 
-    def live(self) -> Colour | None:
-        colour = self._run(self.command("get", "service", self.service, "-o", "jsonpath={.spec.selector.colour}"))
-        return colour if colour in COLOURS else None
-
     def pinned(self, colour: Colour) -> str | None:
-        path = f'{{.spec.template.spec.containers[?(@.name=="{CONTAINER}")].env[?(@.name=="{REF_VARIABLE}")].value}}'
-        return self._run(self.command("get", "deployment", self.deployment(colour), "-o", f"jsonpath={path}")) or None
+        command = self.command("get", "deployment", self.deployment(colour), "-o", f"jsonpath={PIN_PATH}")
+        return self._run(command) or ServiceSettings.model_fields["model_ref"].default  # unset: the default alias
+
+    def live(self) -> Colour | None:
+        colour = self._run(self.command("get", "service", self.service, "-o", f"jsonpath={LIVE_PATH}"))
+        return colour if colour in COLOURS else None
 
     def pin_commands(self, colour: Colour, ref: str) -> list[list[str]]:
         deployment = f"deployment/{self.deployment(colour)}"

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from mlops_core.settings import PROJECT_ROOT, Settings
-from tooling.traffic import COLOURS, CONTAINER, REF_VARIABLE, KubernetesRouter, selector_patch
+from tooling.traffic import COLOURS, CONTAINER, LIVE_PATH, PIN_PATH, REF_VARIABLE, KubernetesRouter, selector_patch
 
 K8S = PROJECT_ROOT / "deploy" / "k8s"
 VERSION = "1.33"
@@ -189,15 +189,17 @@ def test_the_router_commands():
     ]  # fmt: skip
 
 
-def kubectl_local(command: list[str], manifest: str) -> dict:
-    """One of the router's commands, run by kubectl on a manifest file instead of a cluster: the object it prints."""
+def kubectl_local(command: list[str], manifest: str) -> dict | str:
+    """One of the router's commands, run by kubectl on a manifest file instead of a cluster: what it prints (the
+    object as JSON, or the ``-o`` given after the command)."""
     words = [w for w in command[command.index("--namespace") + 2 :] if not w.startswith("deployment/")]
     if words[0] == "patch":
         del words[1:3]  # kind and name: the object comes from the file
-    args = [KUBECTL, *words, "--local", "-f", str(K8S / manifest), "-o", "json"]
+    output = [] if "-o" in words else ["-o", "json"]
+    args = [KUBECTL, *words, "--local", "-f", str(K8S / manifest), *output]
     result = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return json.loads(result.stdout) if output else result.stdout
 
 
 @needs_kubectl
@@ -207,15 +209,19 @@ def test_kubectl_pins_a_colour_on_the_manifest():
     validate(pinned)
     (spec,) = pinned["spec"]["template"]["spec"]["containers"]
     assert {e["name"]: e["value"] for e in spec["env"]}[REF_VARIABLE] == "7"
+    # The router reads the pin back with this jsonpath.
+    assert kubectl_local([*set_env, "-o", f"jsonpath={PIN_PATH}"], "deployment-green.yaml") == "7"
 
 
 @needs_kubectl
 def test_kubectl_patches_the_selector_as_the_merge_patch_says():
     (service,) = documents("service.yaml")
-    routed = kubectl_local(KubernetesRouter(Settings()).route_command("green"), "service.yaml")
+    route = KubernetesRouter(Settings()).route_command("green")
+    routed = kubectl_local(route, "service.yaml")
     validate(routed)
     assert routed["spec"]["selector"] == merge_patch(service, selector_patch("green"))["spec"]["selector"]
     assert selected(routed) == ["green"]
+    assert kubectl_local([*route, "-o", f"jsonpath={LIVE_PATH}"], "service.yaml") == "green"
 
 
 def test_the_script_drives_the_cli_with_the_kubernetes_router():
