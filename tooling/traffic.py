@@ -193,14 +193,15 @@ class KubernetesRouter:
     """The Deployments ``<service>-blue|green`` and the Service ``<service>`` of ``deploy/k8s/``, through kubectl.
 
     Checks reach a colour through its preview Service (``<service>-<colour>``) with ``kubectl port-forward``,
-    which lands on one pod: ``rollout status`` has already waited for every pod's readiness probe, and a pinned
-    pod is ready only once it serves its pin.
+    which lands on one pod, whose every worker (``MLOPS_SERVICE__WORKERS``, as in the manifests) must report the
+    pin. The other pods: ``rollout status`` has waited for their readiness probes, and a pinned worker answers
+    ready only once it serves its pin (the probe reaches one worker of a pod per call).
     """
 
     kind = "kubernetes"
-    workers = 1
 
     def __init__(self, settings: Settings) -> None:
+        self.workers = settings.service.workers
         self.settings = settings.bluegreen
         self.service = settings.bluegreen.service_name
 

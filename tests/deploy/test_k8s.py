@@ -100,6 +100,7 @@ def test_names_agree_with_the_build_the_settings_and_the_work_pool():
         read = Settings(**_nested(env))
         assert read.service.port == spec["ports"][0]["containerPort"]
         assert read.service.model_ref == env[REF_VARIABLE]
+        assert read.service.workers == KubernetesRouter(Settings()).workers  # what the switch waits for per pod
         assert str(read.state_dir) == env["MLOPS_STATE_DIR"]
         assert {m["mountPath"] for m in spec["volumeMounts"]} == {env["MLOPS_STATE_DIR"]}
 
