@@ -1,20 +1,10 @@
 """Champion against challenger on served traffic: logged predictions joined with ground truth, per variant.
 
-The test (``stages.experiment.sequential``) is a **mixture sequential probability ratio test** (mSPRT; Johari, Pekelis and Walsh,
-"Always valid inference", 2017) of the difference in a per-row score (log loss by default, also Brier score or
-accuracy). Why: the evaluation flow runs again and again on a growing log, and a fixed-horizon test checked at
-every run declares a false winner far more often than its nominal level. The mSPRT's confidence sequence
-``delta ± sqrt(V (V + tau²) / tau² · (ln((V + tau²) / V) + 2 ln(1 / alpha)))`` (V the variance of the observed
-difference, tau the mixing scale) holds at every sample size at once with probability 1 - alpha, so any run may
-decide on it. A fixed minimum sample size alone would need the effect size known in advance and forbid stopping
-early on a clear result; a minimum per variant is still required so the variance estimate is sound, and a
-maximum ends an experiment that found no difference worth having (the champion stays).
-
 A/B rows are two independent groups; shadow rows are the challenger's answers to the champion's own requests,
 so the difference is taken row by row (paired), which cancels the variance the two share. ROC AUC is reported
-with a bootstrap interval but is not the tested score: it is not a mean over rows, which the test needs. Rows
-are the unit: with sticky assignment, rows of one caller are correlated, so intervals are somewhat optimistic
-when few callers send many rows each.
+with a bootstrap interval but is not the tested score: it is not a mean over rows, which the test
+(``stages.experiment.sequential``) needs. Rows are the unit: with sticky assignment, rows of one caller are
+correlated, so intervals are somewhat optimistic when few callers send many rows each.
 """
 
 from __future__ import annotations

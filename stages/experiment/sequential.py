@@ -9,12 +9,6 @@ difference, tau the mixing scale) holds at every sample size at once with probab
 decide on it. A fixed minimum sample size alone would need the effect size known in advance and forbid stopping
 early on a clear result; a minimum per variant is still required so the variance estimate is sound, and a
 maximum ends an experiment that found no difference worth having (the champion stays).
-
-A/B rows are two independent groups; shadow rows are the challenger's answers to the champion's own requests,
-so the difference is taken row by row (paired), which cancels the variance the two share. ROC AUC is reported
-with a bootstrap interval but is not the tested score: it is not a mean over rows, which the test needs. Rows
-are the unit: with sticky assignment, rows of one caller are correlated, so intervals are somewhat optimistic
-when few callers send many rows each.
 """
 
 from __future__ import annotations
