@@ -327,7 +327,7 @@ def _move_together(
                     restore.append((registry.CHALLENGER, report.version))
             router.route(report.colour)
             routed = True
-    except Exception as exc:
+    except BaseException as exc:  # an interrupt too: the alias must not stay moved without its record
         if routed and report.previous_colour is not None:
             router.route(report.previous_colour)
         for alias, version in reversed(restore):
@@ -335,6 +335,6 @@ def _move_together(
                 client.delete_registered_model_alias(model, alias)
             else:
                 client.set_registered_model_alias(model, alias, str(version))
-        if isinstance(exc, SwitchError):
+        if isinstance(exc, SwitchError) or not isinstance(exc, Exception):
             raise
         raise SwitchError(f"traffic and alias not moved: {type(exc).__name__}: {exc}") from exc
