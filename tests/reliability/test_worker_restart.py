@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.reliability.conftest import World, scaled, serve_champion
-from tests.reliability.load import Background
+from tests.reliability.load import Background, Outcome
 from tests.service.conftest import stop_group, wait_until
 
 pytestmark = pytest.mark.slow
@@ -45,35 +45,34 @@ def ready_workers(world: World, answers: int = 8) -> set[int]:
     return seen
 
 
+def kill_under_load(world: World, workers: set[int], victim: int, rows: list[dict]) -> tuple[set[int], Outcome]:
+    """SIGKILL ``victim`` under load; returns the workers serving afterwards and what the clients saw."""
+    load = Background(world.server.url, world.keys["user"], rows, CONNECTIONS, fresh_connections=True, pause=PAUSE)
+    with load:
+        wait_until(lambda: len(load.outcome.acknowledged) >= scaled(50), 60, "load running")
+        os.kill(victim, signal.SIGKILL)
+        replacement = wait_until(
+            lambda: (ready_workers(world) - workers) or None, 120, f"a replacement for worker {victim} ready"
+        )
+        restarted_at = len(load.outcome.acknowledged)
+        wait_until(lambda: len(load.outcome.acknowledged) >= restarted_at + scaled(50), 60, "load after the restart")
+    return (workers - {victim}) | replacement, load.outcome
+
+
 def test_killed_workers_are_replaced_without_5xx(served: World, feature_rows, figures) -> None:
     workers = wait_until(lambda: both if len(both := ready_workers(served)) == 2 else None, 60, "two workers ready")
-    per_kill = []
+    outcomes = []
     for kill in range(KILLS):
-        victim = sorted(workers)[kill % 2]
-        survivor = workers - {victim}
-        load = Background(
-            served.server.url, served.keys["user"], feature_rows, CONNECTIONS, fresh_connections=True, pause=PAUSE
-        )
-        with load:
-            wait_until(lambda: len(load.outcome.acknowledged) >= scaled(50), 60, "load running")
-            os.kill(victim, signal.SIGKILL)
-            replacement = wait_until(
-                lambda: (ready_workers(served) - workers) or None, 120, f"a replacement for worker {victim} ready"
-            )
-            restarted_at = len(load.outcome.acknowledged)
-            wait_until(lambda: len(load.outcome.acknowledged) >= restarted_at + scaled(50), 60, "load after the restart")
-        workers = survivor | replacement
+        workers, outcome = kill_under_load(served, workers, sorted(workers)[kill % 2], feature_rows)
         assert len(workers) == 2, workers
-        outcome = load.outcome
-        server_errors = sum(n for status, n in outcome.statuses.items() if status >= 500)
-        per_kill.append((outcome.requests, server_errors, outcome.statuses[0], outcome))
+        outcomes.append(outcome)
+    server_errors = [sum(n for status, n in o.statuses.items() if status >= 500) for o in outcomes]
     figures["worker restart: SIGKILL x5 under load"] = {
-        "requests": "/".join(str(requests) for requests, *_ in per_kill),
-        "5xx": "/".join(str(errors) for _, errors, *_ in per_kill),
-        "transport errors": "/".join(str(dropped) for _, _, dropped, _ in per_kill),
+        "requests": "/".join(str(o.requests) for o in outcomes),
+        "5xx": "/".join(map(str, server_errors)),
+        "transport errors": "/".join(str(o.statuses[0]) for o in outcomes),
     }
-    for kill, (_, server_errors, dropped, outcome) in enumerate(per_kill, 1):
+    for kill, outcome in enumerate(outcomes, 1):
         detail = f"kill {kill}: {dict(outcome.refusals)}, {dict(outcome.failures)}"
-        assert server_errors == 0, detail
-        assert dropped <= CONNECTIONS, detail
-        assert set(outcome.statuses) <= {200, 0}, detail
+        assert set(outcome.statuses) <= {200, 0}, detail  # no 5xx, nor any other refusal
+        assert outcome.statuses[0] <= CONNECTIONS, detail  # only what was in flight on the killed worker
