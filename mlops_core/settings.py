@@ -129,7 +129,7 @@ class ServiceSettings(BaseModel):
     )
     request_timeout_seconds: float = Field(default=30.0, gt=0)
     startup_load_seconds: float = Field(
-        default=30.0,
+        default=60.0,
         ge=0,
         description="How long a starting worker waits for its champion model before it takes connections; after "
         "that it answers 503 not_ready until one loads. Keep it below the liveness probe's budget.",

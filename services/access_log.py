@@ -2,8 +2,8 @@
 
 A line holds the time the answer was complete, the worker (BentoML's worker index and the process id), method,
 path (without the query string, where a misplaced key could sit), status, latency in ms, the id of the key that
-passed the guard, and for an answer of 400 or more the ``error`` code of the project's JSON body, so a burst of
-errors reads as, say, ``503 not_ready`` from one worker that had just started. Neither keys nor request bodies are
+passed the guard, and for an answer of 400 or more the ``error`` code of the project's JSON body (``status`` for
+/readyz), so a burst of errors reads as, say, ``503 not_ready`` from one worker that had just started. Neither keys nor request bodies are
 written. Status 0 means no answer left the routes and the guard: the request was cancelled (BentoML's traffic
 timeout then answers 504) or the client went away.
 
@@ -89,14 +89,14 @@ def stop() -> None:
 
 
 def error_code(body: bytes) -> str | None:
-    """The ``error`` field of a JSON error body, if it has one."""
+    """The ``error`` field of a JSON error body, or its ``status`` (/readyz), if it has one."""
     if len(body) > MAX_ERROR_BODY:
         return None
     try:
         parsed = json.loads(body)
     except ValueError:
         return None
-    error = parsed.get("error") if isinstance(parsed, dict) else None
+    error = (parsed.get("error") or parsed.get("status")) if isinstance(parsed, dict) else None
     return str(error)[:100] if error is not None else None
 
 
