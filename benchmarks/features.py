@@ -40,8 +40,9 @@ from datetime import UTC, date, datetime  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mlops_core.features import CachedFeatures, FeatureRepository  # noqa: E402
-from mlops_core.generator import generate_day  # noqa: E402
 from mlops_core.settings import Settings  # noqa: E402
+from stages.data.generator import generate_day  # noqa: E402
+from stages.features.training_sets import materialize, write_offline  # noqa: E402
 
 
 def timed(lookups: list[int], lookup: Callable[[int], object], before: Callable[[int], None] | None = None):
@@ -70,8 +71,8 @@ def main() -> None:
         repository.apply()
         applicants = generate_day(date(2026, 11, 1), args.entities, seed=args.seed)
         applicants["applicant_id"] = np.arange(1, args.entities + 1)
-        repository.write_offline(applicants, "application_ts")
-        repository.materialize(datetime(2026, 10, 31, tzinfo=UTC))
+        write_offline(repository, applicants, "application_ts")
+        materialize(repository, datetime(2026, 10, 31, tzinfo=UTC))
         setup = time.perf_counter() - started
 
         rng = random.Random(args.seed)

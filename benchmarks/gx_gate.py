@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/gx_gate.py [--rows 1000000] [--repeat 2]
 
 For each size: generate daily batches with the project's generator, load them as the training flow does
-(``load_window``), then time ``mlops_core.validation.validate`` with the committed ``loan_default`` suite
+(``load_window``), then time ``stages.data.validation.validate`` with the committed ``loan_default`` suite
 on a private copy of the GX context (the same setup as ``training_flow.py``, whose flow also runs the gate).
 Generation and loading are reported apart; the gate's best of ``--repeat`` runs is the figure.
 """
@@ -25,9 +25,9 @@ if str(BENCH_DIR.parent) not in sys.path:
 
 from benchmarks import training_flow  # noqa: E402  (sets a private PREFECT_HOME before Prefect loads)
 from benchmarks.machine import machine_info  # noqa: E402
-from mlops_core.data import load_window  # noqa: E402
-from mlops_core.generator import write_batches  # noqa: E402
-from mlops_core.validation import validate  # noqa: E402
+from stages.data.generator import write_batches  # noqa: E402
+from stages.data.loading import load_window  # noqa: E402
+from stages.data.validation import validate  # noqa: E402
 
 DEFAULT_OUTPUT = BENCH_DIR / "results" / "gx_gate.md"
 

@@ -234,7 +234,7 @@ def child_check(args: argparse.Namespace) -> dict[str, Any]:
     t = now()
     import pandas as pd
 
-    import mlops_core.monitoring as monitoring
+    import stages.monitoring.window as monitoring
     from mlops_core.prediction_log import engine_for
     from mlops_core.profile import DatasetProfile
     from mlops_core.settings import MonitoringSettings

@@ -40,8 +40,8 @@ import mlops_core  # noqa: E402,F401  (telemetry off)
 from benchmarks.machine import machine_info  # noqa: E402
 from mlops_core import registry  # noqa: E402
 from mlops_core.api_keys import KeyStore  # noqa: E402
-from mlops_core.generator import generate_day  # noqa: E402
 from mlops_core.settings import Settings  # noqa: E402
+from stages.data.generator import generate_day  # noqa: E402
 from tests.service.conftest import free_port, service_environment, start_service, stop_group, wait_until  # noqa: E402
 from tests.service.training import register_model  # noqa: E402
 

@@ -3,10 +3,10 @@
 For each requested size the script generates daily batches with the project's generator, then times
 
 * the bare fit: ``load_window`` -> ``split_holdout`` -> ``fit_candidate`` for every configured candidate,
-  one after another -> ``evaluate`` each, in this process (what a notebook does: no orchestration, no
+  one after another -> ``holdout_metrics`` each, in this process (what a notebook does: no orchestration, no
   validation, no logging). The same fits are also timed on a thread pool of the flow's width, so the
   flow's parallel training step has a like-for-like baseline;
-* the Great Expectations gate on its own (``mlops_core.validation.validate`` on the loaded frame);
+* the Great Expectations gate on its own (``stages.data.validation.validate`` on the loaded frame);
 * ``training_flow()`` end to end against a temporary Prefect server, with the per-task breakdown read
   back from the Prefect API afterwards.
 
@@ -56,11 +56,12 @@ from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
 from flows.training import training_flow  # noqa: E402
 from mlops_core import registry  # noqa: E402
-from mlops_core.data import load_window  # noqa: E402
-from mlops_core.generator import write_batches  # noqa: E402
 from mlops_core.settings import Settings, get_settings  # noqa: E402
-from mlops_core.training import evaluate, fit_candidate, split_holdout  # noqa: E402
-from mlops_core.validation import create_suite, validate  # noqa: E402
+from stages.data.generator import write_batches  # noqa: E402
+from stages.data.loading import load_window  # noqa: E402
+from stages.data.validation import create_suite, validate  # noqa: E402
+from stages.training.candidates import fit_candidate, split_holdout  # noqa: E402
+from stages.training.metrics import holdout_metrics  # noqa: E402
 
 COMMITTED_GX = PROJECT_ROOT / "great_expectations"
 DEFAULT_OUTPUT = BENCH_DIR / "results" / "training_flow.md"
@@ -80,7 +81,7 @@ FLOW_STEPS = {
     "validate-with-great-expectations": "GX gate",
     "split-holdout": "split",
     "train": "train (parallel span)",
-    "evaluate-candidates": "evaluate",
+    "holdout_metrics-candidates": "holdout_metrics",
     "profile-reference-data": "profile ref.",
     "log-to-mlflow": "MLflow log",
     "register-model-version": "register",
@@ -226,7 +227,7 @@ def run_bare(settings: Settings, *, threaded: bool) -> tuple[BareResult, Any]:
         fitted.append(fit_candidate(name, split, seed))
         fit_s[name] = now() - t
     fits_done = now()
-    metrics = {c.name: evaluate(c.pipeline, split.x_holdout, split.y_holdout)["roc_auc"] for c in fitted}
+    metrics = {c.name: holdout_metrics(c.pipeline, split.x_holdout, split.y_holdout)["roc_auc"] for c in fitted}
     finished, finished_cpu = now(), cpu()
     del fitted
 
@@ -238,7 +239,7 @@ def run_bare(settings: Settings, *, threaded: bool) -> tuple[BareResult, Any]:
         with ThreadPoolExecutor(max_workers=settings.training.max_parallel_candidates) as pool:
             pooled = list(pool.map(lambda name: fit_candidate(name, split, seed), settings.training.candidates))
         for c in pooled:
-            evaluate(c.pipeline, split.x_holdout, split.y_holdout)
+            holdout_metrics(c.pipeline, split.x_holdout, split.y_holdout)
         threaded_s = now() - t
         del pooled
 
@@ -530,10 +531,10 @@ def render(results: list[SizeResult], env: dict[str, str], setup: dict[str, str]
         "- Timings are the best of *rounds* (bare fit, GX gate and flow each); the flow breakdown below is from the",
         "  fastest flow run. Each flow run starts from an empty state dir (first version, no champion).",
         "- *bare fit*: `load_window` + `split_holdout` + `fit_candidate` for "
-        f"{', '.join(candidates)} one after another + `evaluate` each, in-process.",
+        f"{', '.join(candidates)} one after another + `holdout_metrics` each, in-process.",
         "- *bare fit, threaded*: same load and split, the fits on a thread pool as wide as the flow's task runner.",
         "- *flow*: `training_flow()` wall time (Prefect server already up, MLflow store already created).",
-        "- *GX gate*: `mlops_core.validation.validate` alone on the loaded frame (checkpoint incl. Data Docs).",
+        "- *GX gate*: `stages.data.validation.validate` alone on the loaded frame (checkpoint incl. Data Docs).",
         "- *CPU s*: this process's CPU time (all threads) over the same span; wall time well above CPU time on",
         "  one thread means waiting (I/O, the Prefect server, or other processes competing for the cores).",
         "",
@@ -562,7 +563,7 @@ def render(results: list[SizeResult], env: dict[str, str], setup: dict[str, str]
         "",
         "| rows | load | split | "
         + " | ".join(f"fit {c}" for c in candidates)
-        + " | evaluate | total | threaded fit+eval |",
+        + " | holdout_metrics | total | threaded fit+eval |",
         "|---:|" + "---:|" * (len(candidates) + 5),
     ]
     for r in results:

@@ -1,15 +1,15 @@
 """The A/B and shadow evaluation flow: decide between champion and challenger on served traffic.
 
 The test is an always-valid (mSPRT) one, so this flow may run on a schedule and decide at any run without
-inflating the false-winner rate; see ``mlops_core.experiment`` for the test and why it was chosen.
+inflating the false-winner rate; see ``stages.experiment.sequential`` for the test and ``stages.experiment.decision`` for the rule and why it was chosen.
 """
 
 from __future__ import annotations
 
 from prefect import flow
 
-from mlops_core.experiment import ExperimentOutcome
 from mlops_core.settings import get_settings
+from stages.experiment.results import ExperimentOutcome
 from tasks.experiment import decide_and_act, evaluate_variants, load_prediction_log, publish, versions_under_test
 
 

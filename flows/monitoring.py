@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prefect import flow
 
-from mlops_core.monitoring import CheckRecord
 from mlops_core.settings import get_settings
+from stages.monitoring.history import CheckRecord
 from tasks.monitoring import (
     decide_and_trigger,
     load_champion_reference,

@@ -6,8 +6,8 @@ from typing import Literal
 
 from prefect import flow
 
-from mlops_core.promotion import Decision
 from mlops_core.settings import get_settings
+from stages.promotion.aliases import PromotionDecision
 from tasks.promotion import gate_and_promote
 
 
@@ -18,6 +18,6 @@ def promotion_flow(
     reason: str = "",
     requested_by: str | None = None,
     alias: Literal["champion", "challenger"] | None = None,
-) -> Decision:
+) -> PromotionDecision:
     """Promote ``version`` when it beats the champion on its holdout; ``force`` skips the gate and needs a reason."""
     return gate_and_promote(get_settings(), version, force, reason, requested_by, alias)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from prefect import flow, unmapped
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from mlops_core.promotion import TrainingOutcome
 from mlops_core.settings import CandidateName, Settings, get_settings
+from stages.promotion.aliases import TrainingOutcome
 from tasks.data import load_training_data
 from tasks.features import build_training_set, materialise_online_features
 from tasks.promotion import gate_and_promote

@@ -1,4 +1,6 @@
-"""The feature store (Feast): point-in-time training sets, materialisation, online lookups and updates.
+"""The feature store (Feast) as the service and the pipeline share it: the store, online lookups and updates.
+
+Training sets and materialisation, which only the pipeline needs, are in ``stages.features``.
 
 Feast is imported on first use: it costs several seconds, which processes that never touch the store should not pay.
 Every write that changes what the online store answers (materialisation, updates, a new definition) is also
@@ -9,12 +11,11 @@ an update is never answered stale through a cache, whichever process or worker m
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,12 +56,6 @@ class EntityFeatures:
     values: dict[str, Any]
     as_of: datetime | None
     missing: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class TrainingSet:
-    frame: pd.DataFrame
-    rows_without_features: int
 
 
 class UpdateJournal:
@@ -138,74 +133,13 @@ class FeatureRepository:
             raise FeatureStoreError(f"applying the feature definitions failed: {exc}") from exc
         self.journal.append([ALL_ENTITIES])
 
-    # --- offline: training sets ---------------------------------------------------------------------------------
-
-    def write_offline(self, frame: pd.DataFrame, timestamp: str) -> list[Path]:
-        """Store the feature rows of a validated window, one Parquet file per day named by its content.
-
-        Re-reading the same days writes the same files, so retraining on overlapping windows adds no duplicates.
-        """
-        rows = feature_rows(frame, frame[timestamp])
-        self.offline_dir.mkdir(parents=True, exist_ok=True)
-        written = []
-        for day, day_rows in rows.groupby(rows[definitions.EVENT_TIMESTAMP].dt.date, sort=True):
-            digest = hashlib.sha256(pd.util.hash_pandas_object(day_rows, index=False).to_numpy().tobytes())
-            written.append(self._write_parquet(day_rows, f"{day.isoformat()}-{digest.hexdigest()[:16]}"))
-        return written
-
-    def training_set(self, frame: pd.DataFrame, *, entity_id: str, timestamp: str, target: str) -> TrainingSet:
-        """The window's labels joined to the feature values recorded at or before each row's timestamp.
-
-        Rows keep their order. A row with no feature row at all is left out and counted, never filled in.
-        """
-        if entity_id != definitions.JOIN_KEY:
-            raise InvalidFeatures([f"the feature view is keyed by {definitions.JOIN_KEY!r}, the data by {entity_id!r}"])
-        labels = pd.DataFrame(
-            {
-                definitions.JOIN_KEY: frame[entity_id].to_numpy(),
-                "event_timestamp": frame[timestamp].to_numpy(),
-                target: frame[target].to_numpy(),
-                "_row": range(len(frame)),
-            }
-        )
-        labels["event_timestamp"] = pd.to_datetime(labels["event_timestamp"], utc=True)
-        try:
-            joined = self.store.get_historical_features(entity_df=labels, features=self._references()).to_df()
-        except Exception as exc:
-            raise FeatureStoreError(f"the point-in-time join failed: {exc}") from exc
-        joined = joined.sort_values("_row", ignore_index=True)
-        found = joined[definitions.AS_OF].notna()
-        training = joined.loc[found, [definitions.JOIN_KEY, "event_timestamp", *definitions.FEATURES, target]]
-        training = training.rename(columns={definitions.JOIN_KEY: entity_id, "event_timestamp": timestamp})
-        for name in definitions.INTEGER_FEATURES:
-            if training[name].notna().all():
-                training[name] = training[name].astype("int64")
-        for name in definitions.TEXT_FEATURES:
-            training[name] = training[name].astype(object).where(training[name].notna(), None)
-        ordered = [c for c in frame.columns if c in training.columns]
-        # The file offline store drops some such rows and returns others with empty values: count against the input.
-        return TrainingSet(training[ordered].reset_index(drop=True), len(frame) - int(found.sum()))
-
-    def materialize(self, start: datetime, end: datetime | None = None) -> None:
-        """Load the newest row per entity stamped in [start, end] into the online store (end: now).
-
-        Ending at now, not at the window's end, keeps updates made after the window: the online store overwrites
-        without comparing timestamps, so the newest offline row must be the one written.
-        """
-        end = end or datetime.now(UTC)
-        try:
-            self.store.materialize(start_date=start, end_date=end, feature_views=[self.config.view])
-        except Exception as exc:
-            raise FeatureStoreError(f"materialising {self.config.view} failed: {exc}") from exc
-        self.journal.append([ALL_ENTITIES])
-
     # --- online: lookups and updates ----------------------------------------------------------------------------
 
     def lookup(self, entity_id: int) -> EntityFeatures:
         """The entity's newest values from the online store; raises UnknownEntity when it has none at all."""
         try:
             response = self.store.get_online_features(
-                features=self._references(), entity_rows=[{definitions.JOIN_KEY: entity_id}]
+                features=self.references(), entity_rows=[{definitions.JOIN_KEY: entity_id}]
             ).to_dict(include_event_timestamps=True)
         except Exception as exc:
             raise FeatureStoreError(f"the online store could not be read: {type(exc).__name__}: {exc}") from exc
@@ -243,13 +177,15 @@ class FeatureRepository:
         except Exception as exc:
             raise FeatureStoreError(f"the online store could not be written: {exc}") from exc
         self.journal.append([entity_id])
-        self._write_parquet(rows, f"update-{now.strftime('%Y%m%dT%H%M%S%f')}-{entity_id}")
+        self.write_parquet(rows, f"update-{now.strftime('%Y%m%dT%H%M%S%f')}-{entity_id}")
         return EntityFeatures(entity_id, {n: rows.iloc[0][n] for n in definitions.FEATURES}, now.to_pydatetime())
 
-    def _references(self) -> list[str]:
+    def references(self) -> list[str]:
+        """The view's features as Feast names them (``view:feature``), its ``as_of`` stamp included."""
         return [f"{self.config.view}:{name}" for name in [*definitions.FEATURES, definitions.AS_OF]]
 
-    def _write_parquet(self, rows: pd.DataFrame, stem: str) -> Path:
+    def write_parquet(self, rows: pd.DataFrame, stem: str) -> Path:
+        """Write feature rows to the offline store under ``stem``, atomically (readers never see a partial file)."""
         self.offline_dir.mkdir(parents=True, exist_ok=True)
         path = self.offline_dir / f"{stem}.parquet"
         tmp = path.with_name(f".{path.name}.tmp")  # hidden while written: readers of the directory skip it

@@ -31,6 +31,17 @@ TAG_TRAINING_RUN_ID = "training_run_id"
 TAG_CODE_VERSION = "code_version"
 TAG_SIGNATURE_DIGEST = "signature_digest"
 TAG_PARAMS_DIGEST = "params_digest"
+TAG_CANDIDATE = "candidate"  # which candidate pipeline won
+# What the promotion gate decided about a version, written on the version by the promotion stage.
+TAG_PROMOTION_OUTCOME = "promotion.outcome"
+TAG_PROMOTION_ALIAS = "promotion.alias"
+TAG_PROMOTION_REASONS = "promotion.reasons"
+TAG_PROMOTION_PREVIOUS_VERSION = "promotion.previous_version"
+TAG_PROMOTION_ACTOR = "promotion.actor"
+TAG_PROMOTION_DECIDED_AT = "promotion.decided_at"
+TAG_PROMOTION_DETAILS = "promotion.details"
+# The holdout metrics of the registered candidate, one tag each: f"{TAG_METRIC_PREFIX}roc_auc".
+TAG_METRIC_PREFIX = "metric."
 REQUIRED_VERSION_TAGS = (TAG_SEMVER, TAG_DATA_DIGEST, TAG_GX_SUCCESS, TAG_TRAINING_RUN_ID, TAG_CODE_VERSION)
 
 MODEL_ARTIFACT = "model"
@@ -138,6 +149,9 @@ def model_profile_path(model_dir: Path) -> Path:
 # so a switch reaches all workers on all machines within one poll and needs no restart or extra store.
 TAG_SERVING_MODE = "serving.mode"
 TAG_CHALLENGER_SHARE = "serving.challenger_share"
+TAG_SERVING_SET_BY = "serving.set_by"
+TAG_SERVING_SET_AT = "serving.set_at"
+TAG_SERVING_REASON = "serving.reason"
 SERVING_MODES = ("champion", "ab", "shadow")
 
 
@@ -168,9 +182,9 @@ def set_serving_mode(client: MlflowClient, model: str, mode: str, challenger_sha
     tags = {
         TAG_SERVING_MODE: mode,
         TAG_CHALLENGER_SHARE: str(challenger_share),
-        "serving.set_by": actor,
-        "serving.set_at": datetime.now(UTC).isoformat(),
-        "serving.reason": reason[:4900],
+        TAG_SERVING_SET_BY: actor,
+        TAG_SERVING_SET_AT: datetime.now(UTC).isoformat(),
+        TAG_SERVING_REASON: reason[:4900],
     }
     for key, value in tags.items():
         client.set_registered_model_tag(model, key, value)

@@ -13,6 +13,7 @@ import math
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +21,9 @@ from filelock import FileLock
 from pyrate_limiter import Duration, Limiter, Rate, RateItem, SQLiteBucket
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mlops_core import api_keys, security_log
+from mlops_core import api_keys, db, security_log
 from mlops_core.api_keys import ActiveKey, KeyStore
-from mlops_core.prediction_log import GroupWriter, engine_for, utc_now
+from mlops_core.prediction_log import GroupWriter, utc_now
 from mlops_core.settings import Settings
 
 KEY_REFRESH_SECONDS = 2.0
@@ -108,7 +109,7 @@ class SecurityLog:
 
     @classmethod
     def open(cls, settings: Settings) -> SecurityLog:
-        engine = engine_for(settings.security_log_url, security_log.metadata)
+        engine = db.engine_for(settings.security_log_url, security_log.metadata)
         return cls(GroupWriter(engine, security_log.security_events))
 
     def record(self, scope: Scope, event_type: str, *, key_id: str | None = None, detail: Any = None) -> None:
@@ -185,9 +186,8 @@ def _json_routing_errors(scope: Scope, send: Send, security: SecurityLog) -> Sen
 class Guard:
     """API key check, rate limit and admin scope; the key id travels on in ``scope["state"]["key_id"]``."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        from services.runtime import runtime  # the worker's shared objects, created on first use
-
+    def __init__(self, app: ASGIApp, runtime: Callable[[], Any]) -> None:
+        """``runtime`` returns the worker's shared objects (keys, limits, logs), created on first use."""
         self.app = app
         self.runtime = runtime()
         self.open_paths = frozenset(self.runtime.settings.service.open_paths)

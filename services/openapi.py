@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlops_core.prediction_log import VARIANTS
 from mlops_core.settings import Settings
 from services.inputs import FieldRule
 from services.models import ServedModel
 
 _JSON_TYPES = {"number": "number", "integer": "integer", "string": "string", "boolean": "boolean"}
-VARIANTS = ["champion", "challenger", "shadow"]
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -114,7 +114,7 @@ def document(model: ServedModel | None, settings: Settings) -> dict[str, Any]:
                 "model_name": {"type": "string"},
                 "model_version": {"type": "integer"},
                 "model_semver": {"type": "string"},
-                "variant": {"enum": VARIANTS},
+                "variant": {"enum": list(VARIANTS)},
                 "timestamp": {"type": "string", "format": "date-time"},
                 "warnings": {"type": "array", "items": _ref("Problem")},
             },

@@ -474,4 +474,4 @@ class PredictionService:
 
 # The first added is the outer one: the access log also sees what the guard refuses.
 PredictionService.add_asgi_middleware(access_log.AccessLog)
-PredictionService.add_asgi_middleware(Guard)
+PredictionService.add_asgi_middleware(Guard, runtime=runtime)

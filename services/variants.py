@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from mlops_core.prediction_log import VARIANT_CHALLENGER, VARIANT_CHAMPION, VARIANT_SHADOW
 from mlops_core.registry import ServingMode
 from services.models import ServedModel
 
-CHAMPION, CHALLENGER, SHADOW = "champion", "challenger", "shadow"
+CHAMPION, CHALLENGER, SHADOW = VARIANT_CHAMPION, VARIANT_CHALLENGER, VARIANT_SHADOW
 _SCALE = float(16**15)
 
 

@@ -3,8 +3,8 @@
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from mlops_core.data import LoadedData, load_window
 from mlops_core.settings import Settings
+from stages.data.loading import LoadedData, load_window
 
 
 @task(name="load-training-window", cache_policy=NO_CACHE)

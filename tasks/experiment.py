@@ -7,10 +7,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from mlops_core import registry
-from mlops_core.experiment import Evaluation, ExperimentOutcome, evaluate, markdown, overall
 from mlops_core.prediction_log import read_predictions
-from mlops_core.promotion import alias_version, promote, retire_challenger
 from mlops_core.settings import Settings
+from stages.experiment.comparison import compare_variants
+from stages.experiment.decision import decide_experiment
+from stages.experiment.report import markdown
+from stages.experiment.results import ExperimentOutcome, VariantComparison
+from stages.promotion.aliases import alias_version, promote, retire_challenger
 
 ACTOR = "ab-evaluation"
 
@@ -30,16 +33,17 @@ def load_prediction_log(settings: Settings) -> pd.DataFrame:
 
 
 @task(name="evaluate-variants", cache_policy=NO_CACHE)
-def evaluate_variants(settings: Settings, log: pd.DataFrame, champion: int, challenger: int) -> list[Evaluation]:
-    return evaluate(log, champion, challenger, settings.experiment)
+def evaluate_variants(settings: Settings, log: pd.DataFrame, champion: int, challenger: int) -> list[VariantComparison]:
+    return compare_variants(log, champion, challenger, settings.experiment)
 
 
 @task(name="decide-experiment", cache_policy=NO_CACHE)
 def decide_and_act(
-    settings: Settings, evaluations: list[Evaluation], champion: int, challenger: int, auto: bool
+    settings: Settings, evaluations: list[VariantComparison], champion: int, challenger: int, auto: bool
 ) -> ExperimentOutcome:
     """Promote (forced, with the evidence as its reason) or retire when ``auto``; the experiment then ends."""
-    decision, evidence = overall(evaluations)
+    verdict = decide_experiment(evaluations)
+    decision, evidence = verdict.action, verdict.evidence
     applied = auto and decision != "collect"
     if applied:
         if decision == "promote":
@@ -50,7 +54,7 @@ def decide_and_act(
                 reason=evidence,
                 actor=ACTOR,
                 flow_run_id=flow_run.id,
-                alias="champion",
+                alias=registry.CHAMPION,
             )
         else:
             retire_challenger(settings, reason=evidence, actor=ACTOR, flow_run_id=flow_run.id)

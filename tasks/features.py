@@ -6,9 +6,10 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from mlops_core.data import LoadedData
 from mlops_core.features import FeatureRepository, InvalidFeatures
 from mlops_core.settings import Settings
+from stages.data.loading import LoadedData
+from stages.features.training_sets import materialize, training_set, write_offline
 
 
 def feature_store_reason(settings: Settings) -> str | None:
@@ -30,9 +31,9 @@ def build_training_set(data: LoadedData, settings: Settings) -> LoadedData:
         return data
     repository = FeatureRepository(settings)
     repository.apply()
-    written = repository.write_offline(data.frame, settings.data.timestamp)
-    joined = repository.training_set(
-        data.frame, entity_id=settings.data.entity_id, timestamp=settings.data.timestamp, target=data.target
+    written = write_offline(repository, data.frame, settings.data.timestamp)
+    joined = training_set(
+        repository, data.frame, entity_id=settings.data.entity_id, timestamp=settings.data.timestamp, target=data.target
     )
     if joined.rows_without_features:
         logger.warning("%d row(s) had no feature row at their timestamp and are left out", joined.rows_without_features)
@@ -51,7 +52,7 @@ def materialise_online_features(data: LoadedData, settings: Settings) -> None:
     if feature_store_reason(settings):
         return
     start = data.frame[settings.data.timestamp].min().to_pydatetime()
-    FeatureRepository(settings).materialize(start)
+    materialize(FeatureRepository(settings), start)
     get_run_logger().info("online store holds the newest features of every entity seen since %s", start)
 
 

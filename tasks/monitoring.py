@@ -15,26 +15,16 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 
 from mlops_core import registry
-from mlops_core.monitoring import (
-    CheckHistory,
-    CheckRecord,
-    DriftResult,
-    MonitoringError,
-    QualityResult,
-    Reference,
-    WindowSample,
-    champion_reference,
-    check_window,
-    drift_report,
-    next_episode,
-    quality_against_holdout,
-    sample_window,
-    sampling_error_bound,
-)
 from mlops_core.prediction_log import engine_for
-from mlops_core.reports import monitoring_markdown
 from mlops_core.security_log import read_security_events
 from mlops_core.settings import Settings
+from stages.monitoring.decision import decide_alert
+from stages.monitoring.drift import DriftResult, drift_report
+from stages.monitoring.history import CheckHistory, CheckRecord, check_window
+from stages.monitoring.quality import QualityResult, quality_against_holdout
+from stages.monitoring.reference import Reference, champion_reference
+from stages.monitoring.report import monitoring_markdown
+from stages.monitoring.window import MonitoringError, WindowSample, sample_window, sampling_error_bound
 
 Window = tuple[datetime, datetime]
 
@@ -167,48 +157,41 @@ def summarise_security_events(settings: Settings, window: Window) -> dict[str, i
 def decide_and_trigger(
     settings: Settings, window: Window, drift: DriftResult, quality: QualityResult | None
 ) -> CheckRecord:
-    """Alert on drift or decay; trigger retraining once per episode and never within the cooldown."""
+    """Record the check; on an alert, notify, and start retraining when the decision asks for it."""
     policy, model = settings.monitoring, settings.mlflow.registered_model
     logger = get_run_logger()
     history = CheckHistory(settings.monitoring_state_url)
-    reasons = []
-    drifted = drift.drift_share >= policy.drift_share_threshold
-    if drifted:
-        reasons.append(
-            f"drift share {drift.drift_share:.2f} >= {policy.drift_share_threshold} ({', '.join(drift.drifted_columns)})"
-        )
-    if quality and quality.drop > policy.quality_drop_threshold:
-        reasons.append(
-            f"ROC AUC {quality.current['roc_auc']:.3f} on {quality.labelled_rows} labelled rows is "
-            f"{quality.drop:.3f} below the holdout's {quality.holdout.get('roc_auc', float('nan')):.3f}"
-        )
-    alert = bool(reasons)
-    episode, already = next_episode(history, model, alert)
+    last = history.last(model)
     last_trigger = history.last_trigger(model)
-    cooling = last_trigger and window[1] - last_trigger.checked_at < timedelta(hours=policy.cooldown_hours)
+    decision = decide_alert(
+        drift,
+        quality,
+        policy,
+        last_check=last,
+        last_episode_triggered=last is not None and history.episode_triggered(model, last.episode),
+        last_trigger_at=last_trigger.checked_at if last_trigger else None,
+        now=window[1],
+    )
     record = CheckRecord(
         checked_at=window[1],
         model=model,
         window_start=window[0],
         window_end=window[1],
-        status="alert" if alert else "ok",
+        status=decision.status,
         drift_share=drift.drift_share,
         quality_drop=quality.drop if quality else None,
-        episode=episode,
-        reason="; ".join(reasons) or "no drift or decay over the thresholds",
+        episode=decision.episode,
+        reason=decision.reason,
     )
-    if alert:
+    if decision.alert:
         logger.warning("ALERT %s: %s", model, record.reason)
         _notify(policy.alert_webhook_url, record)
-        if already:
-            record.reason += f"; retraining already triggered in episode {episode}"
-        elif cooling:
-            record.reason += f"; within the cooldown after the trigger at {last_trigger.checked_at:%Y-%m-%d %H:%M}"
-        else:
-            cause = "drift" if drifted else "quality drop"
-            record.retraining_run_id = _trigger_retraining(policy.retraining_deployment, record, cause)
-            record.triggered = True
-            logger.warning("triggered %s: flow run %s", policy.retraining_deployment, record.retraining_run_id)
+    if decision.held_back:
+        record.reason += f"; {decision.held_back}"
+    elif decision.triggers_retraining:
+        record.retraining_run_id = _trigger_retraining(policy.retraining_deployment, record, decision.cause)
+        record.triggered = True
+        logger.warning("triggered %s: flow run %s", policy.retraining_deployment, record.retraining_run_id)
     record.id = history.record(record)
     return record
 

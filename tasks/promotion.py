@@ -5,12 +5,12 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from mlops_core.promotion import Decision, promote, rollback
-from mlops_core.reports import decision_markdown
 from mlops_core.settings import Settings
+from stages.promotion.aliases import PromotionDecision, promote, rollback
+from stages.promotion.report import decision_markdown
 
 
-def _publish(decision: Decision) -> Decision:
+def _publish(decision: PromotionDecision) -> PromotionDecision:
     create_markdown_artifact(
         key="promotion-decision",
         markdown=decision_markdown(decision),
@@ -30,11 +30,11 @@ def gate_and_promote(
     reason: str = "",
     actor: str | None = None,
     alias: str | None = None,
-) -> Decision:
+) -> PromotionDecision:
     decision = promote(settings, version, force=force, reason=reason, actor=actor, flow_run_id=flow_run.id, alias=alias)
     return _publish(decision)
 
 
 @task(name="rollback-champion", cache_policy=NO_CACHE)
-def rollback_champion(settings: Settings, to_version: int | None, reason: str, actor: str | None) -> Decision:
+def rollback_champion(settings: Settings, to_version: int | None, reason: str, actor: str | None) -> PromotionDecision:
     return _publish(rollback(settings, to_version=to_version, reason=reason, actor=actor, flow_run_id=flow_run.id))

@@ -6,13 +6,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from mlops_core import registry
-from mlops_core.data import LoadedData
 from mlops_core.profile import DatasetProfile
-from mlops_core.reports import training_summary_markdown
 from mlops_core.settings import Settings
-from mlops_core.tracking import LoggedRun, RegisteredVersion, log_training_run, register_version
-from mlops_core.training import Evaluation, Split
-from mlops_core.validation import ValidationOutcome
+from stages.data.loading import LoadedData
+from stages.data.validation import ValidationOutcome
+from stages.training.candidates import CandidateRanking, Split
+from stages.training.report import training_summary_markdown
+from stages.training.tracking import LoggedRun, RegisteredVersion, log_training_run, register_version
 
 
 @task(name="log-to-mlflow", cache_policy=NO_CACHE)
@@ -20,7 +20,7 @@ def log_to_mlflow(
     data: LoadedData,
     validation: ValidationOutcome,
     split: Split,
-    evaluation: Evaluation,
+    evaluation: CandidateRanking,
     reference: tuple[DatasetProfile, pd.DataFrame],
     settings: Settings,
 ) -> LoggedRun:
@@ -47,7 +47,7 @@ def log_to_mlflow(
 
 @task(name="register-model-version", cache_policy=NO_CACHE)
 def register_model_version(
-    run: LoggedRun, data: LoadedData, validation: ValidationOutcome, evaluation: Evaluation, settings: Settings
+    run: LoggedRun, data: LoadedData, validation: ValidationOutcome, evaluation: CandidateRanking, settings: Settings
 ) -> RegisteredVersion:
     client = registry.connect(settings)
     version = register_version(
@@ -66,7 +66,7 @@ def register_model_version(
 @task(name="publish-training-summary", cache_policy=NO_CACHE)
 def publish_training_summary(
     version: RegisteredVersion,
-    evaluation: Evaluation,
+    evaluation: CandidateRanking,
     validation: ValidationOutcome,
     data: LoadedData,
     split: Split,

@@ -1,4 +1,4 @@
-"""Training tasks: split, fit candidates (mapped), evaluate and pick the best, profile the reference data."""
+"""Training tasks: split, fit candidates (mapped), holdout_metrics and pick the best, profile the reference data."""
 
 from dataclasses import replace
 
@@ -6,18 +6,11 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from mlops_core.data import LoadedData
 from mlops_core.profile import DatasetProfile, profile_frame
 from mlops_core.settings import CandidateName, Settings
-from mlops_core.training import (
-    Candidate,
-    Evaluation,
-    Split,
-    evaluate,
-    fit_candidate,
-    select_best,
-    split_holdout,
-)
+from stages.data.loading import LoadedData
+from stages.training.candidates import Candidate, CandidateRanking, Split, fit_candidate, select_best, split_holdout
+from stages.training.metrics import holdout_metrics
 
 
 @task(name="split-holdout", cache_policy=NO_CACHE)
@@ -41,18 +34,18 @@ def train_candidate(name: CandidateName, split: Split, seed: int) -> Candidate:
     return candidate
 
 
-@task(name="evaluate-candidates", cache_policy=NO_CACHE)
-def evaluate_candidates(candidates: list[Candidate], split: Split, settings: Settings) -> Evaluation:
+@task(name="holdout_metrics-candidates", cache_policy=NO_CACHE)
+def evaluate_candidates(candidates: list[Candidate], split: Split, settings: Settings) -> CandidateRanking:
     """Scores every candidate on the same holdout and picks the best by the primary metric."""
     logger = get_run_logger()
     scored = []
     for candidate in candidates:
-        metrics = evaluate(candidate.pipeline, split.x_holdout, split.y_holdout)
+        metrics = holdout_metrics(candidate.pipeline, split.x_holdout, split.y_holdout)
         scored.append(replace(candidate, metrics=metrics))
         logger.info("%s: %s", candidate.name, {k: round(v, 4) for k, v in metrics.items()})
     best = select_best(scored, settings.training.primary_metric)
     logger.info("best candidate by %s: %s", settings.training.primary_metric, best.name)
-    return Evaluation(candidates=scored, best=best)
+    return CandidateRanking(candidates=scored, best=best)
 
 
 @task(name="profile-reference-data", cache_policy=NO_CACHE)

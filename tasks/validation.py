@@ -4,10 +4,10 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from mlops_core.data import LoadedData
-from mlops_core.reports import validation_failure_markdown
 from mlops_core.settings import Settings
-from mlops_core.validation import DataValidationError, ValidationOutcome, validate
+from stages.data.loading import LoadedData
+from stages.data.report import validation_failure_markdown
+from stages.data.validation import DataValidationError, ValidationOutcome, validate
 
 
 @task(name="validate-with-great-expectations", cache_policy=NO_CACHE)

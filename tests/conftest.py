@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import mlops_core  # noqa: F401  (telemetry off before any library loads)
-from mlops_core.generator import write_batches
 from mlops_core.settings import PROJECT_ROOT, Settings, get_settings
+from stages.data.generator import write_batches
 
 COMMITTED_GX = PROJECT_ROOT / "great_expectations"
 

@@ -12,11 +12,12 @@ def register_quickly(
 ):
     """Train and register one version without Prefect or the GX gate: the flow's steps as plain calls."""
     from mlops_core import registry
-    from mlops_core.data import load_window
     from mlops_core.profile import profile_frame
-    from mlops_core.tracking import log_training_run, register_version
-    from mlops_core.training import Evaluation, evaluate, fit_candidate, split_holdout
-    from mlops_core.validation import ValidationOutcome
+    from stages.data.loading import load_window
+    from stages.data.validation import ValidationOutcome
+    from stages.training.candidates import CandidateRanking, fit_candidate, split_holdout
+    from stages.training.metrics import holdout_metrics
+    from stages.training.tracking import log_training_run, register_version
 
     data = load_window(
         source, target=settings.data.target, entity_id=settings.data.entity_id, timestamp=settings.data.timestamp
@@ -33,8 +34,8 @@ def register_quickly(
         seed=seed,
     )
     fitted = fit_candidate(candidate, split, seed=seed)
-    fitted.metrics = evaluate(fitted.pipeline, split.x_holdout, split.y_holdout)
-    evaluation = Evaluation(candidates=[fitted], best=fitted)
+    fitted.metrics = holdout_metrics(fitted.pipeline, split.x_holdout, split.y_holdout)
+    evaluation = CandidateRanking(candidates=[fitted], best=fitted)
     validation = ValidationOutcome(suite="none", success=True, evaluated=0)
     client = registry.connect(settings)
     experiment = registry.ensure_experiment(client, settings.mlflow.experiment, settings.artifact_root)

@@ -11,9 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mlops_core import processes, registry
+from mlops_core import registry
 from mlops_core.settings import PROJECT_ROOT, Settings
 from tests.service.conftest import wait_until
+from tooling import processes
 
 pytestmark = pytest.mark.slow
 FLOW = "from flows.training import training_flow; training_flow()"

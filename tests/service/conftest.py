@@ -15,10 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mlops_core import processes
-from mlops_core.generator import generate_day
-from mlops_core.processes import free_port
 from mlops_core.settings import PROJECT_ROOT, Settings
+from stages.data.generator import generate_day
+from tooling import processes
+from tooling.processes import free_port
 
 VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", PROJECT_ROOT / ".venv")) / "bin"
 

@@ -11,8 +11,9 @@ import pytest
 from mlops_core import registry
 from mlops_core.api_keys import KeyStore
 from mlops_core.features import FeatureRepository
-from mlops_core.generator import generate_day
 from mlops_core.prediction_log import read_predictions
+from stages.data.generator import generate_day
+from stages.features.training_sets import materialize, write_offline
 from tests.service.conftest import VENV_BIN, registry_settings, service_environment, start_service, stop_group
 from tests.service.training import register_model
 
@@ -31,8 +32,8 @@ def world(mlflow_server, tmp_path_factory):
     applicants["applicant_id"] = [101, 102, 103, 104, 105]
     features = FeatureRepository(settings)
     features.apply()
-    features.write_offline(applicants, "application_ts")
-    features.materialize(datetime(2026, 10, 31, tzinfo=UTC))
+    write_offline(features, applicants, "application_ts")
+    materialize(features, datetime(2026, 10, 31, tzinfo=UTC))
     key = KeyStore(settings.key_store).create("entity tests", rate_limit=1_000_000)[1]
     env = service_environment(
         settings.state_dir, MLOPS_MLFLOW__TRACKING_URI=url, MLOPS_FEATURES__CACHE_TTL_SECONDS="300"

@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_core.generator import generate_day
 from mlops_core.profile import profile_frame
-from mlops_core.tracking import model_signature
-from mlops_core.training import fit_candidate, split_holdout
 from services import onnx_model
 from services.inputs import FieldRule, build_rules, check_row, frame_of
 from services.models import ServedModel, runtime_for
+from stages.data.generator import generate_day
+from stages.training.candidates import fit_candidate, split_holdout
+from stages.training.tracking import model_signature
 
 FEATURES_DROPPED = ("defaulted", "applicant_id", "application_ts")
 

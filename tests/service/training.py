@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from mlops_core.generator import write_batches
 from mlops_core.settings import Settings
+from stages.data.generator import write_batches
 from tests.helpers import register_quickly
 
 

@@ -1,0 +1,154 @@
+"""Candidate pipelines and the holdout split: plain scikit-learn, no orchestration."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from mlops_core.settings import CandidateName, MetricName
+from stages.training.metrics import better
+
+
+class TrainingDataError(ValueError):
+    """The data cannot train a binary classifier (for example, one class only)."""
+
+
+@dataclass
+class Split:
+    x_train: pd.DataFrame
+    y_train: pd.Series
+    x_holdout: pd.DataFrame
+    y_holdout: pd.Series
+    strategy: str
+
+    @property
+    def numeric_columns(self) -> list[str]:
+        return [c for c in self.x_train.columns if _is_numeric(self.x_train[c])]
+
+    @property
+    def categorical_columns(self) -> list[str]:
+        return [c for c in self.x_train.columns if not _is_numeric(self.x_train[c])]
+
+
+@dataclass
+class Candidate:
+    name: str
+    pipeline: Pipeline
+    params: dict[str, Any]
+    fit_seconds: float
+    metrics: dict[str, float] | None = None
+
+
+@dataclass
+class CandidateRanking:
+    """Every candidate scored on the same holdout, and the best of them by the primary metric."""
+
+    candidates: list[Candidate]
+    best: Candidate
+
+
+def _is_numeric(column: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+
+
+def split_holdout(
+    frame: pd.DataFrame,
+    *,
+    features: list[str],
+    target: str,
+    holdout_fraction: float,
+    timestamp: str | None,
+    seed: int,
+) -> Split:
+    """Hold out the newest rows when the data is time-stamped (as production will score it), else a stratified sample."""
+    y = frame[target]
+    classes = y.nunique(dropna=True)
+    if classes != 2:
+        raise TrainingDataError(f"target {target!r} must have exactly 2 classes, found {classes}: {y.unique()[:10]}")
+    if timestamp and timestamp in frame.columns:
+        ordered = frame.sort_values(timestamp, kind="stable")
+        cut = int(round(len(ordered) * (1 - holdout_fraction)))
+        train, holdout = ordered.iloc[:cut], ordered.iloc[cut:]
+        strategy = f"temporal: newest {holdout_fraction:.0%} by {timestamp}"
+        if train[target].nunique() < 2 or holdout[target].nunique() < 2:
+            raise TrainingDataError("the temporal split leaves one class on one side; add data or lower the fraction")
+    else:
+        train, holdout = train_test_split(frame, test_size=holdout_fraction, stratify=y, random_state=seed)
+        strategy = f"stratified random {holdout_fraction:.0%}"
+    return Split(
+        x_train=train[features],
+        y_train=train[target],
+        x_holdout=holdout[features],
+        y_holdout=holdout[target],
+        strategy=strategy,
+    )
+
+
+def _preprocessor(numeric: list[str], categorical: list[str], *, scale: bool) -> ColumnTransformer:
+    numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median", add_indicator=True))]
+    if scale:
+        numeric_steps.append(("scale", StandardScaler()))
+    categorical_steps = [
+        ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
+        ("encode", OneHotEncoder(handle_unknown="ignore", min_frequency=0.001, sparse_output=False)),
+    ]
+    return ColumnTransformer(
+        [("numeric", Pipeline(numeric_steps), numeric), ("categorical", Pipeline(categorical_steps), categorical)],
+        verbose_feature_names_out=False,
+    )
+
+
+def _estimator(name: CandidateName, seed: int) -> Any:
+    if name == "logistic_regression":
+        return LogisticRegression(C=1.0, max_iter=1000)
+    if name == "random_forest":
+        # Bounded depth and per-tree samples keep a 1M-row fit in tens of seconds on 2 cores.
+        return RandomForestClassifier(
+            n_estimators=100, max_depth=12, min_samples_leaf=20, max_samples=0.25, n_jobs=1, random_state=seed
+        )
+    if name == "hist_gradient_boosting":
+        return HistGradientBoostingClassifier(
+            max_iter=300, learning_rate=0.08, early_stopping=True, validation_fraction=0.1, random_state=seed
+        )
+    raise ValueError(f"unknown candidate {name!r}")
+
+
+def build_candidate(name: CandidateName, split: Split, seed: int) -> Pipeline:
+    """Preprocessing lives inside the pipeline, so the logged model takes raw feature columns."""
+    scale = name == "logistic_regression"
+    return Pipeline(
+        [
+            ("preprocess", _preprocessor(split.numeric_columns, split.categorical_columns, scale=scale)),
+            ("model", _estimator(name, seed)),
+        ]
+    )
+
+
+def fit_candidate(name: CandidateName, split: Split, seed: int) -> Candidate:
+    pipeline = build_candidate(name, split, seed)
+    started = time.perf_counter()
+    pipeline.fit(split.x_train, split.y_train)
+    params = {k: v for k, v in pipeline.named_steps["model"].get_params().items() if _loggable(v)}
+    return Candidate(name=name, pipeline=pipeline, params=params, fit_seconds=time.perf_counter() - started)
+
+
+def _loggable(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def select_best(candidates: list[Candidate], metric: MetricName) -> Candidate:
+    best = candidates[0]
+    for candidate in candidates[1:]:
+        if better(metric, candidate.metrics[metric], best.metrics[metric]):
+            best = candidate
+    return best

@@ -1,0 +1,42 @@
+"""The A/B evaluation flow over a real prediction log, MLflow store and audit database."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlops_core import registry
+from mlops_core.prediction_log import engine_for, predictions
+from stages.promotion.audit import AuditLog
+from tests.unit.experiment.test_experiment import ab_log
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_flow_promotes_a_better_challenger_and_records_it(settings, loan_batches, monkeypatch):
+    from flows.ab_evaluation import ab_evaluation_flow
+    from tests.helpers import register_quickly
+
+    name = settings.mlflow.registered_model
+    first = register_quickly(settings, loan_batches, seed=0).version
+    second = register_quickly(settings, loan_batches, seed=1).version
+    client = registry.connect(settings)
+    client.set_registered_model_alias(name, registry.CHAMPION, str(first))
+    client.set_registered_model_alias(name, registry.CHALLENGER, str(second))
+    registry.set_serving_mode(client, name, "ab", 0.5, actor="tests", reason="experiment")
+    frame = ab_log(8, 800, champion_noise=1.5, challenger_noise=0.2)
+    frame["model_version"] = frame["model_version"].map({1: first, 2: second})
+    engine = engine_for(settings.prediction_log_url)
+    with engine.begin() as connection:
+        connection.execute(predictions.insert(), frame.to_dict(orient="records"))
+
+    recommended = ab_evaluation_flow(auto=False)
+    assert recommended.decision == "promote" and not recommended.applied
+    assert int(client.get_model_version_by_alias(name, registry.CHAMPION).version) == first
+
+    applied = ab_evaluation_flow(auto=True)
+    assert applied.applied and int(client.get_model_version_by_alias(name, registry.CHAMPION).version) == second
+    moves = AuditLog(settings.audit_url).history(name)
+    promoted, cleared = moves[-2:]
+    assert promoted.alias == registry.CHAMPION and promoted.forced and promoted.actor == "ab-evaluation"
+    assert "mSPRT" in promoted.reason and cleared.alias == registry.CHALLENGER and cleared.to_version is None
+    assert client.get_registered_model(name).tags[registry.TAG_SERVING_MODE] == "champion"
+    assert ab_evaluation_flow().decision == "collect"  # nothing left under test

@@ -1,0 +1,176 @@
+"""The monitoring flow over a real prediction log, MLflow store and Prefect API (test harness)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import mlflow
+import mlflow.sklearn
+import pandas as pd
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter
+
+from flows.monitoring import monitoring_flow
+from flows.training import training_flow
+from mlops_core import registry
+from mlops_core.prediction_log import engine_for, predictions
+from stages.data.generator import ENTITY_ID, TARGET, TIMESTAMP, generate_day
+from stages.monitoring.history import CheckHistory
+from stages.monitoring.window import MonitoringError
+from stages.promotion.aliases import promote
+from tests.helpers import register_quickly
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+MODEL = "loan-default"
+
+
+@pytest.fixture
+def champion(settings, loan_batches, monkeypatch):
+    monkeypatch.setenv("MLOPS_MONITORING__MIN_ROWS", "300")
+    monkeypatch.setenv("MLOPS_MONITORING__MIN_LABELLED_ROWS", "300")
+    from mlops_core.settings import get_settings
+
+    get_settings.cache_clear()
+    version = register_quickly(get_settings(), loan_batches, candidate="hist_gradient_boosting")
+    promote(get_settings(), version.version)
+    return version
+
+
+@pytest.fixture
+def retrain_deployment(prefect_harness):
+    """The deployment monitoring triggers, registered in the test server (no worker: runs stay scheduled)."""
+    deployment_id = training_flow.to_deployment(name="retrain").apply()
+    yield deployment_id
+    with get_client(sync_client=True) as client:
+        for run in _retraining_runs():
+            client.delete_flow_run(run.id)
+
+
+def _retraining_runs():
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["retrain"])),
+            flow_run_filter=FlowRunFilter(),
+        )
+
+
+def log_predictions(settings, frame: pd.DataFrame, *, with_truth=False, when=None, malformed=0) -> None:
+    """Rows as the service writes them: the champion's real predictions on ``frame``."""
+    uri = f"models:/{MODEL}@champion"
+    model = mlflow.sklearn.load_model(uri)
+    version = registry.connect(settings).get_model_version_by_alias(MODEL, "champion")
+    features = frame.drop(columns=[TARGET, ENTITY_ID, TIMESTAMP])
+    for name in features.select_dtypes("category"):
+        features[name] = features[name].astype(object).where(features[name].notna(), None)
+    proba = model.predict_proba(features)
+    when = when or datetime.now(UTC) - timedelta(minutes=5)
+    rows = []
+    for i, (record, p) in enumerate(zip(features.to_dict("records"), proba, strict=True)):
+        clean = {k: (None if isinstance(v, float) and v != v else v) for k, v in record.items()}
+        rows.append(
+            {
+                "prediction_id": str(uuid.uuid4()),
+                "ts": when,
+                "model_name": MODEL,
+                "model_version": int(version.version),
+                "model_semver": version.tags["semver"],
+                "variant": "champion",
+                "input_hash": "x",
+                "features": clean if i >= malformed else {"age": "forty"},
+                "prediction": str(int(p[1] >= 0.5)),
+                "confidence": float(max(p)),
+                "probabilities": {"0": float(p[0]), "1": float(p[1])},
+                "latency_ms": 1.0,
+                "ground_truth": str(int(frame[TARGET].iloc[i])) if with_truth else None,
+            }
+        )
+    engine = engine_for(settings.prediction_log_url)
+    with engine.begin() as connection:
+        connection.execute(predictions.insert(), rows)
+    engine.dispose()
+
+
+def test_no_drift_triggers_nothing(settings, champion, retrain_deployment):
+    log_predictions(settings, generate_day(date(2026, 11, 9), 2_000, seed=7))
+    record = monitoring_flow()
+    assert record.status == "ok", record.reason
+    assert record.drift_share < 0.3 and not record.triggered
+    assert _retraining_runs() == []
+
+
+def test_covariate_drift_triggers_exactly_one_retraining_within_the_cooldown(settings, champion, retrain_deployment):
+    log_predictions(settings, generate_day(date(2026, 11, 9), 2_000, seed=7, scenario="covariate"))
+    first = monitoring_flow()
+    assert first.status == "alert" and first.triggered, first.reason
+    assert "drift share" in first.reason
+
+    log_predictions(
+        settings, generate_day(date(2026, 11, 10), 2_000, seed=7, scenario="covariate"), when=datetime.now(UTC)
+    )
+    second = monitoring_flow()
+    assert second.status == "alert" and not second.triggered
+    assert "already triggered" in second.reason
+
+    runs = _retraining_runs()
+    assert len(runs) == 1
+    assert runs[0].name.startswith("retrain after drift") and "triggered-by-monitoring" in runs[0].tags
+    assert str(runs[0].id) == first.retraining_run_id
+
+    history = CheckHistory(settings.monitoring_state_url).all(MODEL)
+    assert [(c.status, c.triggered) for c in history] == [("alert", True), ("alert", False)]
+    assert second.window_start == first.window_end  # each check starts where the last one ended
+
+
+def test_concept_drift_with_labels_triggers_on_the_quality_drop(settings, champion, retrain_deployment):
+    log_predictions(settings, generate_day(date(2026, 11, 9), 3_000, seed=7, scenario="concept"), with_truth=True)
+    record = monitoring_flow()
+    assert record.drift_share < 0.3  # the inputs did not move ...
+    assert record.status == "alert" and record.triggered  # ... but the model got worse
+    assert "ROC AUC" in record.reason and record.quality_drop > 0.05
+    assert _retraining_runs()[0].name.startswith("retrain after quality drop")
+
+
+def test_an_empty_window_skips_with_its_reason(settings, champion):
+    record = monitoring_flow()
+    assert record.status == "skipped"
+    assert "0 usable rows" in record.reason and "minimum 300" in record.reason
+
+
+def test_malformed_rows_are_counted_and_skipped(settings, champion, retrain_deployment):
+    log_predictions(settings, generate_day(date(2026, 11, 9), 1_000, seed=7), malformed=150)
+    record = monitoring_flow()
+    assert record.status == "ok"
+    client = registry.connect(settings)
+    experiment = client.get_experiment_by_name("monitoring")
+    run = client.search_runs([experiment.experiment_id])[0]
+    assert run.data.metrics["malformed_rows"] == 150
+    assert run.data.metrics["rows_checked"] == 850
+
+
+def test_too_many_malformed_rows_skip_instead_of_reporting_no_drift(settings, champion):
+    log_predictions(settings, generate_day(date(2026, 11, 9), 400, seed=7), malformed=300)
+    record = monitoring_flow()
+    assert record.status == "skipped" and "300 malformed rows skipped" in record.reason
+
+
+def test_the_report_is_logged_as_html_and_drift_share_is_a_metric(settings, champion, retrain_deployment):
+    log_predictions(settings, generate_day(date(2026, 11, 9), 1_000, seed=7))
+    monitoring_flow()
+    client = registry.connect(settings)
+    experiment = client.get_experiment_by_name("monitoring")
+    run = client.search_runs([experiment.experiment_id])[0]
+    assert "drift_share" in run.data.metrics
+    html = Path(
+        mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="evidently/drift_report.html")
+    )
+    text = html.read_text()
+    assert text.lstrip().lower().startswith("<!doctype html") or "<html" in text[:500].lower()
+    assert len(text) > 10_000
+
+
+def test_no_champion_fails_with_the_reason(settings, loan_batches):
+    with pytest.raises(MonitoringError, match="no champion"):
+        monitoring_flow()

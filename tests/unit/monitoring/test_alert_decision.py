@@ -1,0 +1,189 @@
+"""The monitoring alert and trigger decision, case by case: drift, decay, episodes and the cooldown."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from mlops_core.settings import MonitoringSettings
+from stages.monitoring.decision import NO_ALERT_REASON, decide_alert, episode_of
+from stages.monitoring.drift import DriftResult
+from stages.monitoring.history import CheckRecord
+from stages.monitoring.quality import QualityResult
+
+NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
+POLICY = MonitoringSettings(drift_share_threshold=0.3, quality_drop_threshold=0.05, cooldown_hours=12)
+
+
+def drift(share: float) -> DriftResult:
+    return DriftResult(share, {"income": 0.4} if share else {}, {"income": 0.4, "age": 0.01}, 0.0, snapshot=None)
+
+
+def quality(drop: float) -> QualityResult:
+    return QualityResult(labelled_rows=500, current={"roc_auc": 0.80 - drop}, holdout={"roc_auc": 0.80}, drop=drop)
+
+
+def check(status: str, episode: int, hours_ago: float = 1) -> CheckRecord:
+    at = NOW - timedelta(hours=hours_ago)
+    return CheckRecord(
+        checked_at=at, model="m", window_start=at, window_end=at, status=status, episode=episode, reason=""
+    )
+
+
+@pytest.mark.parametrize(
+    (
+        "case",
+        "share",
+        "drop",
+        "last",
+        "episode_triggered",
+        "last_trigger_hours_ago",
+        "alert",
+        "episode",
+        "cause",
+        "triggers",
+        "says",
+    ),
+    [
+        ("first check, quiet", 0.1, None, None, False, None, False, 0, None, False, NO_ALERT_REASON),
+        ("first check, drift", 0.5, None, None, False, None, True, 1, "drift", True, "drift share 0.50 >= 0.3"),
+        (
+            "drift share at the threshold alerts",
+            0.3,
+            None,
+            check("ok", 0),
+            False,
+            None,
+            True,
+            1,
+            "drift",
+            True,
+            "drift share",
+        ),
+        (
+            "quality drop alone",
+            0.0,
+            0.10,
+            check("ok", 2),
+            False,
+            None,
+            True,
+            3,
+            "quality drop",
+            True,
+            "0.100 below the holdout",
+        ),
+        (
+            "quality drop within the allowance",
+            0.0,
+            0.05,
+            check("ok", 2),
+            False,
+            None,
+            False,
+            2,
+            None,
+            False,
+            NO_ALERT_REASON,
+        ),
+        (
+            "drift and decay: drift is the cause",
+            0.6,
+            0.2,
+            check("ok", 0),
+            False,
+            None,
+            True,
+            1,
+            "drift",
+            True,
+            "ROC AUC",
+        ),
+        (
+            "alert continues an episode that triggered",
+            0.5,
+            None,
+            check("alert", 4),
+            True,
+            1,
+            True,
+            4,
+            "drift",
+            False,
+            "already triggered in episode 4",
+        ),
+        (
+            "alert continues an episode that did not trigger",
+            0.5,
+            None,
+            check("alert", 4),
+            False,
+            13,
+            True,
+            4,
+            "drift",
+            True,
+            "drift share",
+        ),
+        (
+            "new episode within the cooldown",
+            0.5,
+            None,
+            check("ok", 4),
+            False,
+            11,
+            True,
+            5,
+            "drift",
+            False,
+            "within the cooldown",
+        ),
+        ("new episode after the cooldown", 0.5, None, check("ok", 4), False, 12, True, 5, "drift", True, "drift share"),
+        (
+            "quiet check after an episode keeps its number",
+            0.0,
+            None,
+            check("alert", 4),
+            True,
+            1,
+            False,
+            4,
+            None,
+            False,
+            NO_ALERT_REASON,
+        ),
+    ],
+)
+def test_alert_decision_cases(
+    case, share, drop, last, episode_triggered, last_trigger_hours_ago, alert, episode, cause, triggers, says
+):
+    decision = decide_alert(
+        drift(share),
+        None if drop is None else quality(drop),
+        POLICY,
+        last_check=last,
+        last_episode_triggered=episode_triggered,
+        last_trigger_at=None if last_trigger_hours_ago is None else NOW - timedelta(hours=last_trigger_hours_ago),
+        now=NOW,
+    )
+    assert (decision.alert, decision.episode, decision.cause, decision.triggers_retraining) == (
+        alert,
+        episode,
+        cause,
+        triggers,
+    ), case
+    assert says in f"{decision.reason}; {decision.held_back}", case
+    assert decision.status == ("alert" if alert else "ok")
+
+
+@pytest.mark.parametrize(
+    ("last", "alert", "triggered", "expected"),
+    [
+        (None, False, False, (0, False)),
+        (None, True, False, (1, False)),
+        (check("ok", 3), True, False, (4, False)),
+        (check("alert", 3), True, True, (3, True)),
+        (check("alert", 3), False, True, (3, False)),
+    ],
+)
+def test_episodes(last, alert, triggered, expected):
+    assert episode_of(last, alert, triggered) == expected

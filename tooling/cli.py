@@ -1,0 +1,387 @@
+"""The project CLI: what a user does by hand (``mlops --help``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mlops_core.settings import get_settings
+from stages.features.training_sets import materialize
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+data_app = typer.Typer(no_args_is_help=True, help="Generate and inspect training data.")
+gx_app = typer.Typer(no_args_is_help=True, help="The Great Expectations gate.")
+app.add_typer(data_app, name="data")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys of the prediction service (stored only as hashes).")
+app.add_typer(gx_app, name="gx")
+app.add_typer(keys_app, name="keys")
+stack_app = typer.Typer(no_args_is_help=True, help="The local stack: Prefect server and worker, MLflow, the service.")
+app.add_typer(stack_app, name="stack")
+features_app = typer.Typer(no_args_is_help=True, help="The feature store: definitions, online values, updates.")
+app.add_typer(features_app, name="features")
+
+
+@app.callback()
+def _local_state() -> None:
+    """Keep Prefect's local database under the project's state directory unless configured otherwise."""
+    os.environ.setdefault("PREFECT_HOME", str(get_settings().prefect_home))
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
+@data_app.command("generate")
+def generate(
+    rows: Annotated[int, typer.Option(min=1, help="Rows in total, spread evenly over the days.")] = 100_000,
+    days: Annotated[int, typer.Option(min=1, help="Number of daily batch files.")] = 10,
+    start: Annotated[
+        datetime | None, typer.Option(formats=["%Y-%m-%d"], help="First day; default: DAYS days before today.")
+    ] = None,
+    scenario: Annotated[str, typer.Option(help="none | covariate | concept")] = "none",
+    strength: Annotated[float, typer.Option(min=0.0, help="Drift strength (1 = the intended scenario).")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed and dates give the same data.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Directory; default: the configured data source.")] = None,
+) -> None:
+    """Write dated Parquet batches of synthetic loan applications."""
+    from stages.data.generator import write_batches
+
+    if scenario not in ("none", "covariate", "concept"):
+        raise typer.BadParameter(f"unknown scenario {scenario!r}", param_hint="--scenario")
+    first = start.date() if start else _today() - timedelta(days=days)
+    directory = out or get_settings().data_source
+    paths = write_batches(
+        directory, rows=rows, days=days, start=first, seed=seed, scenario=scenario, drift_strength=strength
+    )
+    typer.echo(f"wrote {rows:,} rows in {len(paths)} batches to {directory} ({paths[0].name} .. {paths[-1].name})")
+
+
+@gx_app.command("init-suite")
+def init_suite(
+    data: Annotated[Path, typer.Option(help="Trusted reference data: a batch directory or a CSV/Parquet file.")],
+    suite: Annotated[str | None, typer.Option(help="Suite name; default: the configured suite.")] = None,
+    min_rows: Annotated[int, typer.Option(min=1, help="Fewest rows a training window may have.")] = 100,
+) -> None:
+    """Create the expectation suite and its checkpoint once, from reference data; commit the result."""
+    from stages.data.loading import load_window
+    from stages.data.validation import create_suite
+
+    settings = get_settings()
+    loaded = load_window(
+        data, target=settings.data.target, entity_id=settings.data.entity_id, timestamp=settings.data.timestamp
+    )
+    path = create_suite(
+        settings.validation.context_dir,
+        suite or settings.validation.suite,
+        loaded.frame,
+        target=settings.data.target,
+        min_rows=min_rows,
+    )
+    typer.echo(f"created {path} from {loaded.rows:,} rows")
+
+
+@app.command()
+def train(
+    data_source: Annotated[str | None, typer.Option(help="Override the configured data source.")] = None,
+    window_days: Annotated[int | None, typer.Option(min=1, help="Train on the newest N daily batches.")] = None,
+) -> None:
+    """Run the training flow in this process (against the configured Prefect API, or an ephemeral one)."""
+    from flows.training import training_flow
+
+    outcome = training_flow(data_source=data_source, window_days=window_days)
+    version = outcome.registered
+    typer.echo(
+        f"registered {version.name} version {version.version} (semver {version.semver}); "
+        f"{version.primary_metric}={version.metrics[version.primary_metric]:.4f}"
+    )
+    _echo_decision(outcome.promotion)
+
+
+def _echo_decision(decision) -> None:
+    state = f"now {decision.alias}" if decision.moved else f"not moved to {decision.alias}"
+    typer.echo(f"{decision.outcome}: version {decision.version} ({decision.semver}) {state}")
+    for reason in decision.reasons:
+        typer.echo(f"  - {reason}")
+
+
+@app.command()
+def promote(
+    version: Annotated[int, typer.Argument(help="Registered model version to promote.")],
+    force: Annotated[bool, typer.Option(help="Skip the metric gate (recorded as forced, with --reason).")] = False,
+    reason: Annotated[str, typer.Option(help="Why; required with --force.")] = "",
+    by: Annotated[str | None, typer.Option(help="Who asks; default: the current user.")] = None,
+    alias: Annotated[str | None, typer.Option(help="champion or challenger; default: from settings.")] = None,
+) -> None:
+    """Run the promotion flow: gate VERSION against the champion and move the alias when it passes."""
+    from flows.promotion import promotion_flow
+    from stages.promotion.aliases import PromotionError
+
+    try:
+        decision = promotion_flow(version=version, force=force, reason=reason, requested_by=by, alias=alias)
+    except PromotionError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    _echo_decision(decision)
+
+
+@app.command()
+def rollback(
+    reason: Annotated[str, typer.Option(help="Why the champion is rolled back (recorded).")],
+    to: Annotated[int | None, typer.Option(help="Version to roll back to; default: the previous champion.")] = None,
+    by: Annotated[str | None, typer.Option(help="Who asks; default: the current user.")] = None,
+) -> None:
+    """Run the rollback flow: champion goes back to the previous champion from the audit log."""
+    from flows.rollback import rollback_flow
+    from stages.promotion.aliases import PromotionError
+
+    try:
+        decision = rollback_flow(reason=reason, to_version=to, requested_by=by)
+    except PromotionError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    _echo_decision(decision)
+
+
+@app.command()
+def history() -> None:
+    """Print the alias audit log of the registered model, oldest first."""
+    from stages.promotion.audit import AuditLog
+
+    settings = get_settings()
+    for move in AuditLog(settings.audit_url).history(settings.mlflow.registered_model):
+        forced = " (forced)" if move.forced else ""
+        typer.echo(
+            f"{move.moved_at:%Y-%m-%d %H:%M:%S} {move.alias:<10} {move.from_version or '-'} -> {move.to_version or '-'} "
+            f"{move.action}{forced} by {move.actor}: {move.reason}"
+        )
+
+
+@app.command("serving-mode")
+def serving_mode(
+    mode: Annotated[str, typer.Argument(help="champion | ab | shadow")],
+    share: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Share of A/B callers the challenger answers.")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why (kept beside the mode).")] = "",
+) -> None:
+    """Switch how the service uses the challenger; every worker follows at its next registry poll, no restart."""
+    from mlops_core import registry
+    from stages.promotion.aliases import current_actor
+
+    settings = get_settings()
+    share = settings.experiment.challenger_share if share is None else share
+    client = registry.connect(settings)
+    try:
+        registry.set_serving_mode(
+            client, settings.mlflow.registered_model, mode, share, actor=current_actor(), reason=reason
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(f"serving mode {mode} (challenger share {share}) for {settings.mlflow.registered_model}")
+
+
+@app.command()
+def demo(
+    rows: Annotated[int, typer.Option(min=1000, help="Rows to generate when the data directory is empty.")] = 100_000,
+    days: Annotated[int, typer.Option(min=1)] = 10,
+) -> None:
+    """The main job on embedded defaults: generate data if there is none, then train and register."""
+    settings = get_settings()
+    source = settings.data_source
+    if not source.exists() or not any(source.iterdir()):
+        generate(rows=rows, days=days, start=None, scenario="none", strength=1.0, seed=0, out=source)
+    train(data_source=None, window_days=None)
+    typer.echo(f"state: {settings.state_dir}  (MLflow UI: mlflow ui --backend-store-uri {settings.tracking_uri})")
+
+
+@app.command()
+def loop(
+    rows_per_day: Annotated[int, typer.Option(min=1000, help="Rows of each new daily batch.")] = 10_000,
+    days: Annotated[int, typer.Option(min=1, help="New daily batches of normal data to train on.")] = 5,
+    normal_requests: Annotated[int, typer.Option(min=1, help="Requests of normal traffic.")] = 300,
+    drift_requests: Annotated[int, typer.Option(min=1, help="Requests of drifted traffic (min_rows applies).")] = 600,
+    drift_strength: Annotated[float, typer.Option(min=0.1, help="Covariate shift of the drifted data.")] = 2.0,
+    stop: Annotated[bool, typer.Option(help="Stop the stack at the end (default: leave it up).")] = False,
+) -> None:
+    """The whole loop on the local stack: train, serve, drift, monitor, retrain, switch; prints what happened."""
+    from tooling.loop import describe, run_loop
+    from tooling.stack import Stack
+
+    try:
+        summary = run_loop(
+            rows_per_day=rows_per_day, days=days, normal_requests=normal_requests, drift_requests=drift_requests,
+            drift_strength=drift_strength, echo=typer.echo,
+        )  # fmt: skip
+        for line in describe(summary):
+            typer.echo(line)
+    finally:
+        if stop:
+            typer.echo(f"stopped {', '.join(Stack(get_settings()).down()) or 'nothing'}")
+
+
+@keys_app.command("create")
+def create_key(
+    name: Annotated[str, typer.Option(help="Who or what uses the key, for the listing.")],
+    admin: Annotated[bool, typer.Option(help="Also allow the admin endpoints (model reload).")] = False,
+    rate_limit: Annotated[
+        int | None, typer.Option(min=1, help="Requests per rate window for this key; default: the service's.")
+    ] = None,
+) -> None:
+    """Create a key and print it once: only its hash is stored."""
+    from mlops_core.api_keys import ADMIN, PREDICT, KeyStore
+
+    scope = ADMIN if admin else PREDICT
+    key_id, key = KeyStore(get_settings().key_store).create(name, scope=scope, rate_limit=rate_limit)
+    typer.echo(f"key id: {key_id}", err=True)
+    typer.echo(key)
+
+
+@keys_app.command("revoke")
+def revoke_key(key_id: Annotated[str, typer.Argument(help="The key id shown by create and list.")]) -> None:
+    """Revoke a key; running services refuse it within seconds."""
+    from mlops_core.api_keys import KeyStore
+
+    if not KeyStore(get_settings().key_store).revoke(key_id):
+        typer.echo(f"no active key with id {key_id!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {key_id}")
+
+
+@keys_app.command("list")
+def list_keys() -> None:
+    """Key ids, names and dates (never the keys)."""
+    from mlops_core.api_keys import KeyStore
+
+    for record in KeyStore(get_settings().key_store).list():
+        state = f"revoked {record.revoked_at}" if record.revoked_at else "active"
+        limit = f"limit {record.rate_limit}" if record.rate_limit else "default limit"
+        typer.echo(f"{record.key_id}  {record.name}  {record.scope}  {limit}  created {record.created_at}  {state}")
+
+
+def _stack():
+    from tooling.stack import Stack
+
+    return Stack(get_settings())
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    """Start what is not running yet, wait until each server is healthy and print the URLs."""
+    from tooling.stack import StackError
+
+    stack = _stack()
+    try:
+        stack.up(progress=lambda message: typer.echo(f"  {message}", err=True))
+    except StackError as exc:
+        typer.echo(f"stack not started: {exc}", err=True)
+        raise typer.Exit(1) from None
+    stack_status()
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop exactly the servers `stack up` started (saved pids, by process group)."""
+    stopped = _stack().down()
+    typer.echo(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Which servers of the local stack run, with their URLs, pids and logs."""
+    stack = _stack()
+    for name, record in stack.status().items():
+        if record:
+            typer.echo(f"{name:<15} up    {record.url:<45} pid {record.pid:<8} log {record.log}")
+        else:
+            typer.echo(f"{name:<15} down")
+
+
+def _repository():
+    from mlops_core.features import FeatureRepository
+
+    return FeatureRepository(get_settings())
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(1)
+
+
+@features_app.command("apply")
+def features_apply() -> None:
+    """Register the definitions of feature_repo/ in the store (idempotent)."""
+    from mlops_core.features import FeatureStoreError
+
+    try:
+        _repository().apply()
+    except FeatureStoreError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"applied {get_settings().features.view} to {get_settings().feature_store_dir}")
+
+
+@features_app.command("materialize")
+def features_materialize(
+    since: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="Rows stamped from this day on.")],
+) -> None:
+    """Load the newest offline value per entity, stamped since SINCE, into the online store."""
+    from mlops_core.features import FeatureStoreError
+
+    try:
+        materialize(_repository(), since.replace(tzinfo=UTC))
+    except FeatureStoreError as exc:
+        raise _fail(exc) from exc
+    typer.echo("materialised")
+
+
+@features_app.command("get")
+def features_get(entity_id: Annotated[int, typer.Argument(help="The entity id, e.g. an applicant_id.")]) -> None:
+    """Print an entity's newest online values as JSON."""
+    from mlops_core.features import FeatureStoreError, UnknownEntity
+
+    try:
+        found = _repository().lookup(entity_id)
+    except (UnknownEntity, FeatureStoreError) as exc:
+        raise _fail(exc) from exc
+    typer.echo(json.dumps({"entity_id": entity_id, "as_of": str(found.as_of), **found.values}, default=str))
+
+
+@features_app.command("update")
+def features_update(
+    entity_id: Annotated[int, typer.Argument(help="The entity id, e.g. an applicant_id.")],
+    values: Annotated[list[str], typer.Option("--set", help="NAME=VALUE, repeatable; null for a missing value.")],
+) -> None:
+    """Record new values for an entity: online at once (every cache drops it), offline for later training."""
+    from mlops_core.features import FeatureStoreError, InvalidFeatures
+
+    try:
+        updated = _repository().update(entity_id, parse_assignments(values))
+    except (InvalidFeatures, FeatureStoreError, ValueError) as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"updated {entity_id} as of {updated.as_of.isoformat()}")
+
+
+def parse_assignments(assignments: list[str]) -> dict[str, object]:
+    """``name=value`` pairs; values are JSON where they parse (numbers, null), text otherwise."""
+    parsed: dict[str, object] = {}
+    for item in assignments:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"expected NAME=VALUE, got {item!r}")
+        try:
+            parsed[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            parsed[name] = raw
+    return parsed
+
+
+@app.command("settings")
+def show_settings() -> None:
+    """Print the effective settings (defaults overridden by MLOPS_* environment variables)."""
+    typer.echo(json.dumps(get_settings().model_dump(mode="json"), indent=2))
+
+
+if __name__ == "__main__":
+    app()
