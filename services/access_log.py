@@ -3,13 +3,14 @@
 A line holds the time the answer was complete, the worker (BentoML's worker index and the process id), method,
 path (without the query string, where a misplaced key could sit), status, latency in ms, the id of the key that
 passed the guard, and for an answer of 400 or more the ``error`` code of the project's JSON body (``status`` for
-/readyz), so a burst of errors reads as, say, ``503 not_ready`` from one worker that had just started. Neither keys nor request bodies are
-written. Status 0 means no answer left the routes and the guard: the request was cancelled (BentoML's traffic
-timeout then answers 504) or the client went away.
+/readyz), so a burst of errors reads as, say, ``503 not_ready`` from one worker that had just started. Neither
+keys nor request bodies are written. Status 0 means no answer left the routes and the guard: the request was
+cancelled (BentoML's traffic timeout then answers 504) or the client went away.
 
 The middleware only puts a record on a queue (``QueueHandler``); a ``QueueListener`` thread formats and writes
 it. Every worker appends to the same file: one ``write`` per line in append mode, so lines of different workers
-do not interleave. It replaces BentoML's own access log, which writes on the event loop.
+do not interleave; the file is reopened when log rotation moves it. It replaces BentoML's own access log, which
+writes on the event loop.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
-from logging.handlers import QueueHandler, QueueListener
+from logging.handlers import QueueHandler, QueueListener, WatchedFileHandler
 from typing import Any
 
 import bentoml
@@ -63,7 +64,7 @@ def start(settings: Settings) -> bool:
         if _listener is None:
             if mode == "file":
                 settings.access_log_file.parent.mkdir(parents=True, exist_ok=True)
-                target: logging.Handler = logging.FileHandler(settings.access_log_file, encoding="utf-8")
+                target: logging.Handler = WatchedFileHandler(settings.access_log_file, encoding="utf-8")
             else:
                 target = logging.StreamHandler(sys.stderr)
             target.setFormatter(JsonLine())

@@ -6,7 +6,8 @@ the one serving, must answer its own input example with finite probabilities, an
 reference that request handlers read (one assignment: in-flight requests finish on the model they started
 with). A version that fails is remembered and not retried until the alias moves again. When the registry
 cannot be reached the loaded models keep serving and the status says why. The challenger is loaded only while
-the mode uses it, before the mode that needs it is published, so a switch never finds it missing.
+the mode uses it, before the mode that needs it is published, so a switch never finds it missing. A starting
+worker takes connections only once a poll has loaded the champion or found none to load (``wait_until_settled``).
 """
 
 from __future__ import annotations
