@@ -138,6 +138,16 @@ class ServiceSettings(BaseModel):
         default=["/livez", "/readyz", "/healthz", "/metrics"], description="Paths served without an API key."
     )
     request_timeout_seconds: float = Field(default=30.0, gt=0)
+    startup_load_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long a starting worker waits for its champion model before it takes connections; after "
+        "that it answers 503 not_ready until one loads. Keep it below the liveness probe's budget.",
+    )
+    access_log: Literal["file", "stderr", "off"] = Field(
+        default="file", description="One JSON line per request: to access_log_file, to stderr, or nowhere."
+    )
+    access_log_file: Path | None = Field(default=None, description="Default: <state_dir>/service/access.log.")
 
 
 class MonitoringSettings(BaseModel):
@@ -294,6 +304,10 @@ class Settings(BaseSettings):
     @property
     def keys_url(self) -> str:
         return self.service.keys_url or f"sqlite:///{self.key_store}"
+
+    @property
+    def access_log_file(self) -> Path:
+        return self.service.access_log_file or self.service_dir / "access.log"
 
     @property
     def rate_limit_store(self) -> Path:
