@@ -6,13 +6,15 @@ Feast is imported on first use: it costs several seconds, which processes that n
 Every write that changes what the online store answers (materialisation, updates, a new definition) is also
 appended to the *update journal*, a small file beside the store. Cached lookups in any process read the new
 lines of the journal before answering (one ``stat`` when nothing changed) and drop the entities named there, so
-an update is never answered stale through a cache, whichever process or worker made it or reads it.
+an update is never answered stale through a cache, whichever process or worker made it or reads it. Instances on
+several machines share the journal as a Redis stream instead (``MLOPS_FEATURES__JOURNAL_URL``).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,14 +24,19 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from cachetools import TTLCache
+from redis.exceptions import RedisError
 
 from feature_repo import definitions
+from mlops_core import redis_store
 from mlops_core.settings import Settings
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
 
 ALL_ENTITIES = "*"
+# Shared journal entries older than this are trimmed. It exceeds the cache TTL (or is raised to it): a cache that
+# has not read the journal for longer holds no entry a trimmed update could concern.
+JOURNAL_RETENTION_SECONDS = 3600.0
 
 
 class FeatureStoreError(RuntimeError):
@@ -74,6 +81,10 @@ class UpdateJournal:
             journal.flush()
             os.fsync(journal.fileno())
 
+    def end(self) -> int:
+        """Where a new reader starts: after everything written so far."""
+        return self.read_from(0)[1]
+
     def read_from(self, offset: int) -> tuple[list[str], int]:
         """Entity ids appended since ``offset`` and the new offset; a shorter file (recreated) means everything."""
         try:
@@ -91,6 +102,60 @@ class UpdateJournal:
         return chunk[:complete].decode("utf-8").split(), offset + complete
 
 
+class SharedUpdateJournal:
+    """The journal as a Redis stream, for instances on several machines: one entry per write, its ids
+    space-separated; a reader's offset is the id of the last entry it read (one ``XRANGE`` when nothing changed).
+
+    A Redis that cannot be read or written is a FeatureStoreError: a cache that cannot see updates must not
+    answer from itself, and a writer must know its update may be answered stale elsewhere until the cache TTL.
+    """
+
+    def __init__(self, url: str, stream: str, retention_seconds: float) -> None:
+        self.redis = redis_store.client(url)
+        self.stream = stream
+        self.retention_ms = int(retention_seconds * 1000)
+
+    def append(self, entity_ids: Iterable[int | str]) -> None:
+        ids = " ".join(str(entity_id) for entity_id in entity_ids)
+        if not ids:
+            return
+        oldest_kept = int(time.time() * 1000) - self.retention_ms
+        try:
+            self.redis.xadd(self.stream, {"ids": ids}, minid=oldest_kept, approximate=True)
+        except RedisError as exc:
+            raise FeatureStoreError(
+                f"the update journal could not be written ({exc!r}): other instances may answer the old values "
+                "until their cache TTL expires"
+            ) from exc
+
+    def end(self) -> str:
+        try:
+            newest = self.redis.xrevrange(self.stream, count=1)
+        except RedisError as exc:
+            raise FeatureStoreError(f"the update journal could not be read: {exc!r}") from exc
+        return newest[0][0].decode() if newest else "0-0"
+
+    def read_from(self, offset: str) -> tuple[list[str], str]:
+        """Entity ids appended after the entry ``offset`` and the id of the newest entry read."""
+        try:
+            entries = self.redis.xrange(self.stream, min=f"({offset}")
+        except RedisError as exc:
+            raise FeatureStoreError(f"the update journal could not be read: {exc!r}") from exc
+        if not entries:
+            return [], offset
+        ids = [entity for _, fields in entries for entity in fields[b"ids"].decode().split()]
+        return ids, entries[-1][0].decode()
+
+
+def update_journal(settings: Settings) -> UpdateJournal | SharedUpdateJournal:
+    """The journal the settings name: a Redis stream when a URL is set, else the file beside the store."""
+    if settings.features.journal_url:
+        stream = f"mlops:feature-updates:{settings.features.project}"
+        retention = max(JOURNAL_RETENTION_SECONDS, settings.features.cache_ttl_seconds)
+        return SharedUpdateJournal(settings.features.journal_url, stream, retention)
+    return UpdateJournal(settings.feature_store_dir / "updates.journal")
+
+
 class FeatureRepository:
     """The project's Feast store, configured from the settings (no ``feature_store.yaml`` to keep in sync)."""
 
@@ -99,7 +164,7 @@ class FeatureRepository:
         self.config = settings.features
         self.root = settings.feature_store_dir
         self.offline_dir = self.root / "offline" / self.config.view
-        self.journal = UpdateJournal(self.root / "updates.journal")
+        self.journal = update_journal(settings)
 
     @cached_property
     def store(self) -> FeatureStore:
@@ -237,7 +302,7 @@ class CachedFeatures:
         self.repository = repository
         self.cache: TTLCache[int, EntityFeatures] = TTLCache(maxsize=max_entities, ttl=ttl_seconds)
         self.hits = self.misses = 0
-        self._offset = self.repository.journal.read_from(0)[1]
+        self._offset = self.repository.journal.end()
         self._lock = threading.Lock()
 
     def get(self, entity_id: int) -> EntityFeatures:

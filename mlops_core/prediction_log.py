@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import JSON, Column, DateTime, Engine, Float, Integer, MetaData, String, Table, select, update
 
-from mlops_core import db
+from mlops_core import db, migrations
 
 # The ``variant`` column: which answer a row records. A shadow row is the challenger's answer to a request
 # the champion answered; only champion and challenger answers are returned to callers.
@@ -52,8 +52,8 @@ predictions = Table(
 
 
 def engine_for(url: str) -> Engine:
-    """An engine on the prediction log at ``url``, its table created."""
-    return db.engine_for(url, metadata)
+    """An engine on the prediction log at ``url``, upgraded to its newest schema."""
+    return db.engine_for(url, migrations.PREDICTION_LOG)
 
 
 def input_hash(features: Mapping[str, Any]) -> str:

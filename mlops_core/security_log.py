@@ -7,7 +7,7 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, select
 
-from mlops_core import db
+from mlops_core import db, migrations
 
 INVALID_KEY = "invalid_key"
 MISSING_KEY = "missing_key"
@@ -37,7 +37,7 @@ def read_security_events(url: str, *, since: datetime | None = None) -> pd.DataF
     query = select(security_events).order_by(security_events.c.id)
     if since is not None:
         query = query.where(security_events.c.ts >= since)
-    engine = db.engine_for(url, metadata)
+    engine = db.engine_for(url, migrations.SECURITY_LOG)
     try:
         with engine.connect() as connection:
             return pd.DataFrame(connection.execute(query).mappings().all(), columns=list(security_events.c.keys()))

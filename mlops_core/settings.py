@@ -105,9 +105,19 @@ class ServiceSettings(BaseModel):
     port: int = Field(default=3000, ge=1, le=65535)
     workers: int = Field(default=2, ge=1)
     key_store: Path | None = Field(default=None, description="SQLite file of API key hashes.")
+    keys_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the API key store shared by every instance, e.g. postgresql+psycopg://...; "
+        "default: the SQLite file key_store.",
+    )
     rate_limit: int = Field(default=600, ge=1, description="Requests per key per rate window, across workers.")
     rate_window_seconds: float = Field(default=60.0, gt=0)
     rate_limit_store: Path | None = Field(default=None, description="SQLite file shared by all workers.")
+    rate_limit_url: str | None = Field(
+        default=None,
+        description="Redis URL, e.g. redis://host:6379/0: limits counted across every instance; default: the "
+        "SQLite file rate_limit_store (one machine).",
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_batch_rows: int = Field(default=1000, ge=1)
     model_runtime: Literal["onnx", "sklearn"] = Field(
@@ -128,6 +138,16 @@ class ServiceSettings(BaseModel):
         default=["/livez", "/readyz", "/healthz", "/metrics"], description="Paths served without an API key."
     )
     request_timeout_seconds: float = Field(default=30.0, gt=0)
+    startup_load_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long a starting worker waits for its champion model before it takes connections; after "
+        "that it answers 503 not_ready until one loads. Keep it below the liveness probe's budget.",
+    )
+    access_log: Literal["file", "stderr", "off"] = Field(
+        default="file", description="One JSON line per request: to access_log_file, to stderr, or nowhere."
+    )
+    access_log_file: Path | None = Field(default=None, description="Default: <state_dir>/service/access.log.")
     model_ref: str = Field(
         default="champion",
         pattern=r"^(?:[1-9][0-9]*|[A-Za-z_][A-Za-z0-9_-]*)$",
@@ -256,6 +276,11 @@ class FeatureStoreSettings(BaseModel):
         default=30.0, ge=0.0, description="How long the service trusts a cached entity without the store."
     )
     cache_max_entities: int = Field(default=100_000, ge=1)
+    journal_url: str | None = Field(
+        default=None,
+        description="Redis URL of the update journal, e.g. redis://host:6379/0, so that an update invalidates the "
+        "caches of instances on every machine; default: a file beside the store (one machine).",
+    )
 
 
 class Settings(BaseSettings):
@@ -316,6 +341,14 @@ class Settings(BaseSettings):
     @property
     def key_store(self) -> Path:
         return self.service.key_store or self.service_dir / "keys.db"
+
+    @property
+    def keys_url(self) -> str:
+        return self.service.keys_url or f"sqlite:///{self.key_store}"
+
+    @property
+    def access_log_file(self) -> Path:
+        return self.service.access_log_file or self.service_dir / "access.log"
 
     @property
     def rate_limit_store(self) -> Path:

@@ -2,7 +2,8 @@
 
 The checks run as ASGI middleware on the whole BentoML app, so they also cover BentoML's own routes (the
 docs, and /metrics when it is not configured open). Rate-limit counters live in a pyrate-limiter SQLite
-bucket guarded by a file lock, so a key's limit holds across all worker processes on the machine.
+bucket guarded by a file lock, so a key's limit holds across all worker processes on the machine; with
+``MLOPS_SERVICE__RATE_LIMIT_URL`` they live in Redis and the limit holds across every instance.
 """
 
 from __future__ import annotations
@@ -18,52 +19,77 @@ from dataclasses import dataclass
 from typing import Any
 
 from filelock import FileLock
-from pyrate_limiter import Duration, Limiter, Rate, RateItem, SQLiteBucket
+from pyrate_limiter import Duration, Limiter, Rate, RateItem, RedisBucket, SQLiteBucket
+from redis.exceptions import NoScriptError, RedisError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mlops_core import api_keys, db, security_log
+from mlops_core import api_keys, db, migrations, redis_store, security_log
 from mlops_core.api_keys import ActiveKey, KeyStore
 from mlops_core.prediction_log import GroupWriter, utc_now
 from mlops_core.settings import Settings
 
 KEY_REFRESH_SECONDS = 2.0
+UNSEEN_KEY_RECHECK_SECONDS = 0.25
 LOCK_POLL_SECONDS = 0.001
+LEAK_INTERVAL_SECONDS = 10.0
+RATE_LIMIT_KEY_PREFIX = "mlops:rate-limit:"
 logger = logging.getLogger("mlops.service.guard")
 
 
 class KeyCache:
-    """Active key hashes, re-read from the key store every few seconds (revocations apply without restart)."""
+    """Active key hashes, re-read from the key store when it changed (revocations apply without restart).
+
+    A SQLite file is watched with a ``stat`` and re-read every few seconds; a server database (keys shared by
+    every instance) is asked for its cheap ``version()`` every few seconds and re-read only when that moved.
+    """
 
     def __init__(self, store: KeyStore) -> None:
         self._store = store
         self._keys: dict[str, ActiveKey] = {}
-        self._read_at = -math.inf
-        self._read_version: tuple[int, int] | None = None
+        self._checked_at = -math.inf
+        self._version: object = None
         self._lock = threading.Lock()
 
-    def _version(self) -> tuple[int, int]:
+    def _file_version(self) -> tuple[int, int]:
         """The store file's mtime and size: a stat, far cheaper than a read, and it changes with every write."""
+        assert self._store.file is not None
         try:
-            stat = self._store.path.stat()
+            stat = self._store.file.stat()
         except FileNotFoundError:
             return (0, 0)
         return (stat.st_mtime_ns, stat.st_size)
 
     def active(self, key_id: str | None = None) -> dict[str, ActiveKey]:
-        """The active keys; an id not seen yet re-reads at once when the store changed (a key just created),
-        and otherwise at most 4 times a second, so unknown keys cannot turn into a flood of reads."""
-        age = time.monotonic() - self._read_at
+        """The active keys; an id not seen yet re-checks at once when the store file changed (a key just
+        created), and otherwise at most 4 times a second, so unknown keys cannot turn into a flood of reads."""
+        age = time.monotonic() - self._checked_at
         unseen = key_id is not None and key_id not in self._keys
-        if age > KEY_REFRESH_SECONDS or (unseen and (age > 0.25 or self._version() != self._read_version)):
+        local = self._store.file is not None
+        if age > KEY_REFRESH_SECONDS or (
+            unseen and (age > UNSEEN_KEY_RECHECK_SECONDS or (local and self._file_version() != self._version))
+        ):
             with self._lock:
-                version = self._version()
-                self._keys = self._store.active()
-                self._read_at, self._read_version = time.monotonic(), version
+                try:
+                    version = self._file_version() if local else self._store.version()
+                    # The file's stat may miss two writes within one clock tick: a file is re-read every time.
+                    if local or version != self._version:
+                        self._keys = self._store.active()
+                    self._version = version
+                except SQLAlchemyError as exc:
+                    # The keys read last stay in force (a revocation waits for the store); asked again next poll.
+                    logger.error("key store unreadable, keeping the %d keys read before: %r", len(self._keys), exc)
+                self._checked_at = time.monotonic()
         return self._keys
 
 
+class RateLimitStoreUnavailable(Exception):
+    """The store that counts requests could not record this one; without it no limit holds."""
+
+
 class RateLimits:
-    """One pyrate-limiter bucket per key (its own table in the shared SQLite file)."""
+    """One pyrate-limiter bucket per key (its own table in the shared SQLite file): counts across the workers
+    of one machine."""
 
     def __init__(self, settings: Settings) -> None:
         self._path = settings.rate_limit_store
@@ -90,15 +116,78 @@ class RateLimits:
                 self._limiters[(key_id, limit)] = (Limiter(bucket), bucket)
             return self._limiters[(key_id, limit)]
 
-    def hit(self, key_id: str, limit: int | None) -> float | None:
+    async def hit(self, key_id: str, limit: int | None) -> float | None:
         """None when the request may pass, else the seconds to wait before the next one."""
-        _, bucket = self._limiter(key_id, limit or self._default)
-        # bucket.put holds the bucket's file lock itself. Limiter.try_acquire(blocking=False) would be the
-        # usual call, but pyrate-limiter 4.5.1 passes False to FileLock.acquire as a timeout (TypeError).
-        if bucket.put(RateItem(key_id, bucket.now())):
-            return None
-        wait_ms = bucket.waiting(RateItem(key_id, bucket.now()))
+        try:
+            _, bucket = self._limiter(key_id, limit or self._default)
+            # bucket.put holds the bucket's file lock itself. Limiter.try_acquire(blocking=False) would be the
+            # usual call, but pyrate-limiter 4.5.1 passes False to FileLock.acquire as a timeout (TypeError).
+            if bucket.put(RateItem(key_id, bucket.now())):
+                return None
+            wait_ms = bucket.waiting(RateItem(key_id, bucket.now()))
+        except sqlite3.Error as exc:
+            raise RateLimitStoreUnavailable(repr(exc)) from exc
         return max(wait_ms, 0) / 1000 if isinstance(wait_ms, int) and wait_ms > 0 else self._window_ms / 1000
+
+
+class SharedRateLimits:
+    """One pyrate-limiter Redis bucket per key: every instance of the service counts in the same sorted set.
+
+    The client is asyncio's, so a slow Redis holds only the requests that wait for it, not the worker's event
+    loop. Expired entries are trimmed by the request path itself, at most once per leak interval per bucket: a
+    background leaker that hit a Redis outage would stop for good, and the set would grow without bound.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        assert settings.service.rate_limit_url is not None
+        self._url = settings.service.rate_limit_url
+        self._redis: Any = None  # created in the event loop that uses it
+        self._default = settings.service.rate_limit
+        self._window_ms = int(settings.service.rate_window_seconds * Duration.SECOND)
+        self._buckets: dict[tuple[str, int], RedisBucket] = {}
+        self._leaked_at: dict[tuple[str, int], float] = {}
+
+    async def _bucket(self, key_id: str, limit: int, *, reload: bool = False) -> RedisBucket:
+        if self._redis is None:
+            self._redis = redis_store.async_client(self._url)
+        if reload or (key_id, limit) not in self._buckets:
+            rates = [Rate(limit, self._window_ms)]
+            key = f"{RATE_LIMIT_KEY_PREFIX}{key_id}:{limit}"
+            self._buckets[(key_id, limit)] = await RedisBucket.init(rates, self._redis, key)
+        return self._buckets[(key_id, limit)]
+
+    async def hit(self, key_id: str, limit: int | None) -> float | None:
+        """None when the request may pass, else the seconds to wait before the next one."""
+        limit = limit or self._default
+        try:
+            bucket = await self._bucket(key_id, limit)
+            try:
+                decision = await bucket.put_decision(RateItem(key_id, bucket.now()))
+            except NoScriptError:  # Redis restarted and forgot the bucket's script: load it again
+                bucket = await self._bucket(key_id, limit, reload=True)
+                decision = await bucket.put_decision(RateItem(key_id, bucket.now()))
+            await self._leak(key_id, limit, bucket)
+        except RedisError as exc:
+            raise RateLimitStoreUnavailable(repr(exc)) from exc
+        if decision.allowed:
+            return None
+        wait_ms = decision.retry_after_ms
+        return wait_ms / 1000 if wait_ms and wait_ms > 0 else self._window_ms / 1000
+
+    async def _leak(self, key_id: str, limit: int, bucket: RedisBucket) -> None:
+        """Drop entries older than the window; a key left unused expires once its last entry would have."""
+        now = time.monotonic()
+        if now - self._leaked_at.get((key_id, limit), -math.inf) < LEAK_INTERVAL_SECONDS:
+            return
+        self._leaked_at[(key_id, limit)] = now
+        await bucket.leak(bucket.now())
+        # Entries written until the next leak must outlive their window: the expiry covers one leak interval more.
+        await self._redis.pexpire(bucket.bucket_key, self._window_ms + int(LEAK_INTERVAL_SECONDS * 1000))
+
+
+def rate_limits(settings: Settings) -> RateLimits | SharedRateLimits:
+    """Counters in Redis when a URL is set (a fleet of instances), else in the machine's SQLite file."""
+    return SharedRateLimits(settings) if settings.service.rate_limit_url else RateLimits(settings)
 
 
 @dataclass
@@ -109,7 +198,7 @@ class SecurityLog:
 
     @classmethod
     def open(cls, settings: Settings) -> SecurityLog:
-        engine = db.engine_for(settings.security_log_url, security_log.metadata)
+        engine = db.engine_for(settings.security_log_url, migrations.SECURITY_LOG)
         return cls(GroupWriter(engine, security_log.security_events))
 
     def record(self, scope: Scope, event_type: str, *, key_id: str | None = None, detail: Any = None) -> None:
@@ -213,8 +302,8 @@ class Guard:
             await send_json(send, 403, {"error": "forbidden", "detail": [{"field": "authorization", "reason": reason}]})
             return
         try:
-            wait = rt.limits.hit(key_id, record.rate_limit)
-        except sqlite3.Error as exc:
+            wait = await rt.limits.hit(key_id, record.rate_limit)
+        except RateLimitStoreUnavailable as exc:
             # Raised here, the request would hang until the traffic timeout; without the store no limit holds.
             logger.error("rate-limit store unavailable, answering 503: %r", exc)
             reason = "the rate-limit store cannot record this request; retry later"

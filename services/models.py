@@ -6,7 +6,8 @@ the one serving, must answer its own input example with finite probabilities, an
 reference that request handlers read (one assignment: in-flight requests finish on the model they started
 with). A version that fails is remembered and not retried until the alias moves again. When the registry
 cannot be reached the loaded models keep serving and the status says why. The challenger is loaded only while
-the mode uses it, before the mode that needs it is published, so a switch never finds it missing.
+the mode uses it, before the mode that needs it is published, so a switch never finds it missing. A starting
+worker takes connections only once a poll has loaded the champion or found none to load (``wait_until_settled``).
 
 What answers as champion is ``settings.service.model_ref``: the ``champion`` alias by default, another alias, or
 a version number. A pinned version is served exactly and never replaced by an alias move, which is how a
@@ -142,6 +143,7 @@ class ModelHolder:
         self.status = Status()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._settled = threading.Event()
         self._thread = threading.Thread(target=self._run, name="registry-poller", daemon=True)
 
     @property
@@ -155,6 +157,11 @@ class ModelHolder:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+
+    def wait_until_settled(self, timeout: float) -> bool:
+        """Block until the champion is loaded or the registry has said that none can be (no alias, a refused
+        version); an unreachable registry is retried at the poll interval meanwhile. False after ``timeout``."""
+        return self._settled.wait(timeout)
 
     def request_reload(self) -> None:
         """Check now in this worker, and tell the other workers through the shared signal file."""
@@ -206,6 +213,9 @@ class ModelHolder:
                 seen_signal = signal
                 self.poll_once()
                 next_poll = time.monotonic() + self._settings.service.poll_seconds
+                champion = self.champion
+                if champion.current is not None or champion.missing or champion.refused:
+                    self._settled.set()
             self._wake.wait(0.5)
 
     def poll_once(self) -> None:

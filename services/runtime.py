@@ -12,7 +12,7 @@ import bentoml
 from mlops_core.api_keys import KeyStore
 from mlops_core.prediction_log import GroupWriter, engine_for, predictions
 from mlops_core.settings import Settings, get_settings
-from services.guard import KeyCache, RateLimits, SecurityLog
+from services.guard import KeyCache, RateLimits, SecurityLog, SharedRateLimits, rate_limits
 from services.models import ModelHolder, ServedModel
 
 # A registry that does not answer must not hold the poller for minutes of retries.
@@ -51,7 +51,7 @@ class Runtime:
     settings: Settings
     holder: ModelHolder
     keys: KeyCache
-    limits: RateLimits
+    limits: RateLimits | SharedRateLimits
     security: SecurityLog
     prediction_writer: GroupWriter | None
 
@@ -102,8 +102,8 @@ def _create() -> Runtime:
     rt = Runtime(
         settings=settings,
         holder=ModelHolder(settings, settings.service_dir / "reload.signal"),
-        keys=KeyCache(KeyStore(settings.key_store)),
-        limits=RateLimits(settings),
+        keys=KeyCache(KeyStore(settings.keys_url)),
+        limits=rate_limits(settings),
         security=SecurityLog.open(settings),
         prediction_writer=writer,
     )

@@ -10,9 +10,11 @@ from mlops_core.profile import DatasetProfile
 from mlops_core.settings import Settings
 from stages.data.loading import LoadedData
 from stages.data.validation import ValidationOutcome
+from stages.promotion.audit import AuditLog
+from stages.promotion.registrations import register_in_order
 from stages.training.candidates import CandidateRanking, Split
 from stages.training.report import training_summary_markdown
-from stages.training.tracking import LoggedRun, RegisteredVersion, log_training_run, register_version
+from stages.training.tracking import LoggedRun, RegisteredVersion, log_training_run
 
 
 @task(name="log-to-mlflow", cache_policy=NO_CACHE)
@@ -50,8 +52,9 @@ def register_model_version(
     run: LoggedRun, data: LoadedData, validation: ValidationOutcome, evaluation: CandidateRanking, settings: Settings
 ) -> RegisteredVersion:
     client = registry.connect(settings)
-    version = register_version(
+    version = register_in_order(
         client,
+        AuditLog(settings.audit_url),
         model_name=settings.mlflow.registered_model,
         run=run,
         data=data,

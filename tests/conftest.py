@@ -12,6 +12,7 @@ import pytest
 import mlops_core  # noqa: F401  (telemetry off before any library loads)
 from mlops_core.settings import PROJECT_ROOT, Settings, get_settings
 from stages.data.generator import write_batches
+from tests.servers import redis_server
 
 COMMITTED_GX = PROJECT_ROOT / "great_expectations"
 
@@ -50,3 +51,10 @@ def loan_batches(settings: Settings) -> Path:
     """Four days of generated loan applications in the configured data directory."""
     write_batches(settings.data_source, rows=4_000, days=4, start=date(2026, 11, 1), seed=7)
     return settings.data_source
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A Redis server of the test's own, without persistence."""
+    with redis_server(tmp_path / "redis") as url:
+        yield url

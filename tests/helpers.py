@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mlops_core.settings import Settings
 
 
-def register_quickly(
+@dataclass
+class TrainedRun:
+    """A training run logged to MLflow and not registered yet: what registration needs."""
+
+    run: Any
+    data: Any
+    validation: Any
+    best: Any
+
+
+def train_quickly(
     settings: Settings, source: Path, *, candidate: str = "logistic_regression", drop: tuple = (), seed: int = 0
-):
-    """Train and register one version without Prefect or the GX gate: the flow's steps as plain calls."""
+) -> TrainedRun:
+    """Train and log one run without Prefect or the GX gate: the flow's steps as plain calls."""
     from mlops_core import registry
     from mlops_core.profile import profile_frame
     from stages.data.loading import load_window
     from stages.data.validation import ValidationOutcome
     from stages.training.candidates import CandidateRanking, fit_candidate, split_holdout
     from stages.training.metrics import holdout_metrics
-    from stages.training.tracking import log_training_run, register_version
+    from stages.training.tracking import log_training_run
 
     data = load_window(
         source, target=settings.data.target, entity_id=settings.data.entity_id, timestamp=settings.data.timestamp
@@ -56,12 +68,29 @@ def register_quickly(
         evaluation_rows=settings.promotion.max_eval_rows,
         seed=0,
     )
-    return register_version(
-        client,
+    return TrainedRun(run=run, data=data, validation=validation, best=fitted)
+
+
+def register_trained(settings: Settings, trained: TrainedRun):
+    """Register a logged run as the training flow does."""
+    from mlops_core import registry
+    from stages.promotion.audit import AuditLog
+    from stages.promotion.registrations import register_in_order
+
+    return register_in_order(
+        registry.connect(settings),
+        AuditLog(settings.audit_url),
         model_name=settings.mlflow.registered_model,
-        run=run,
-        data=data,
-        validation=validation,
-        best=fitted,
+        run=trained.run,
+        data=trained.data,
+        validation=trained.validation,
+        best=trained.best,
         primary_metric="roc_auc",
     )
+
+
+def register_quickly(
+    settings: Settings, source: Path, *, candidate: str = "logistic_regression", drop: tuple = (), seed: int = 0
+):
+    """Train and register one version without Prefect or the GX gate."""
+    return register_trained(settings, train_quickly(settings, source, candidate=candidate, drop=drop, seed=seed))

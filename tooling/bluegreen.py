@@ -170,7 +170,7 @@ def smoke_key(settings: Settings) -> Iterator[str]:
     if settings.bluegreen.smoke_key is not None:
         yield settings.bluegreen.smoke_key.get_secret_value()
         return
-    store = KeyStore(settings.key_store)
+    store = KeyStore(settings.keys_url)
     key_id, key = store.create("blue-green smoke requests")
     try:
         yield key

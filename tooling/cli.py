@@ -24,6 +24,8 @@ stack_app = typer.Typer(no_args_is_help=True, help="The local stack: Prefect ser
 app.add_typer(stack_app, name="stack")
 features_app = typer.Typer(no_args_is_help=True, help="The feature store: definitions, online values, updates.")
 app.add_typer(features_app, name="features")
+db_app = typer.Typer(no_args_is_help=True, help="The project's own stores: logs, keys, audit log, monitoring history.")
+app.add_typer(db_app, name="db")
 
 
 @app.callback()
@@ -234,7 +236,7 @@ def create_key(
     from mlops_core.api_keys import ADMIN, PREDICT, KeyStore
 
     scope = ADMIN if admin else PREDICT
-    key_id, key = KeyStore(get_settings().key_store).create(name, scope=scope, rate_limit=rate_limit)
+    key_id, key = KeyStore(get_settings().keys_url).create(name, scope=scope, rate_limit=rate_limit)
     typer.echo(f"key id: {key_id}", err=True)
     typer.echo(key)
 
@@ -244,7 +246,7 @@ def revoke_key(key_id: Annotated[str, typer.Argument(help="The key id shown by c
     """Revoke a key; running services refuse it within seconds."""
     from mlops_core.api_keys import KeyStore
 
-    if not KeyStore(get_settings().key_store).revoke(key_id):
+    if not KeyStore(get_settings().keys_url).revoke(key_id):
         typer.echo(f"no active key with id {key_id!r}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {key_id}")
@@ -255,7 +257,7 @@ def list_keys() -> None:
     """Key ids, names and dates (never the keys)."""
     from mlops_core.api_keys import KeyStore
 
-    for record in KeyStore(get_settings().key_store).list():
+    for record in KeyStore(get_settings().keys_url).list():
         state = f"revoked {record.revoked_at}" if record.revoked_at else "active"
         limit = f"limit {record.rate_limit}" if record.rate_limit else "default limit"
         typer.echo(f"{record.key_id}  {record.name}  {record.scope}  {limit}  created {record.created_at}  {state}")
@@ -375,6 +377,18 @@ def parse_assignments(assignments: list[str]) -> dict[str, object]:
         except json.JSONDecodeError:
             parsed[name] = raw
     return parsed
+
+
+@db_app.command("upgrade")
+def upgrade_stores() -> None:
+    """Upgrade every configured store to its newest schema (processes also do it when they open a store)."""
+    from mlops_core import migrations
+
+    for store, url in migrations.configured(get_settings()):
+        before = migrations.current(url, store)
+        after = migrations.upgrade(url, store)
+        change = f"{before or 'new'} -> {after}" if before != after else f"at {after}"
+        typer.echo(f"{store.name}: {change}  ({migrations.display(url)})")
 
 
 bluegreen_app = typer.Typer(

@@ -273,7 +273,7 @@ def run_loop(
     champion = _champion(settings)
     step(f"champion is version {champion}")
 
-    _, key = KeyStore(settings.key_store).create("mlops-loop", scope=PREDICT, rate_limit=1_000_000)
+    _, key = KeyStore(settings.keys_url).create("mlops-loop", scope=PREDICT, rate_limit=1_000_000)
     traffic = Traffic(stack.service_url, key, summary)
     normal = _feature_rows(first + timedelta(days=days), normal_requests, strength, seed=1)
     step(f"waiting for the service to serve version {champion}")

@@ -78,7 +78,7 @@ def measure(candidate: str, root: Path, seconds: float, connections: int, worker
     settings = Settings(state_dir=state)
     write_batches(state / "data", rows=20_000, days=4, start=date(2026, 11, 1), seed=3)
     version = register_quickly(settings, state / "data", candidate=candidate).version
-    key = KeyStore(settings.key_store).create("resource measurement", rate_limit=10**9)[1]
+    key = KeyStore(settings.keys_url).create("resource measurement", rate_limit=10**9)[1]
     env = service_environment(
         state, MLOPS_SERVICE__MODEL_REF=str(version), MLOPS_SERVICE__WORKERS=str(workers),
         MLOPS_SERVICE__POLL_SECONDS="10",

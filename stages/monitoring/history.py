@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import Boolean, Column, DateTime, Float, Integer, MetaData, String, Table, Text, select
 from sqlalchemy.engine import Engine
 
-from mlops_core import db
+from mlops_core import db, migrations
 from mlops_core.settings import MonitoringSettings
 
 Status = Literal["ok", "alert", "skipped", "failed"]
@@ -57,7 +57,7 @@ class CheckHistory:
     """Past checks, so each window starts where the last successful one ended and alerts are de-duplicated."""
 
     def __init__(self, url: str):
-        self.engine: Engine = db.engine_for(url, _metadata)
+        self.engine: Engine = db.engine_for(url, migrations.MONITORING_HISTORY)
 
     def _records(self, model: str, *conditions: Any, limit: int | None = None) -> list[CheckRecord]:
         query = select(checks).where(checks.c.model == model, *conditions).order_by(checks.c.id.desc())

@@ -3,6 +3,8 @@
 MLflow keeps no alias history, and rollback needs one. Moves of one registered model are serialised by an
 exclusive transaction on this store (SQLite ``BEGIN IMMEDIATE`` by default, a PostgreSQL advisory lock by
 URL), held while the alias is read, decided on, moved and recorded, so racing promotions cannot interleave.
+The same lock numbers and records each new version (``model_registrations``), so racing trainings cannot
+mint the same semantic version.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
+from mlops_core import migrations
+
 Action = Literal["promote", "rollback", "clear"]
 
 _metadata = MetaData()
@@ -50,6 +54,16 @@ alias_moves = Table(
     Column("reason", Text, nullable=False),
     Column("details", Text, nullable=False, default="{}"),
 )
+model_registrations = Table(
+    "model_registrations",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("registered_at", DateTime(timezone=True), nullable=False),
+    Column("model", String(256), nullable=False, index=True),
+    Column("version", Integer, nullable=False),
+    Column("semver", String(40), nullable=False),
+    Column("training_run_id", String(64), nullable=False),
+)
 
 
 class AliasMove(BaseModel):
@@ -65,6 +79,15 @@ class AliasMove(BaseModel):
     flow_run_id: str | None = None
     reason: str
     details: dict[str, Any] = Field(default_factory=dict)
+
+
+class Registration(BaseModel):
+    id: int | None = None
+    registered_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    model: str
+    version: int
+    semver: str
+    training_run_id: str
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -86,12 +109,12 @@ def _sqlite_engine(url: str) -> Engine:
 class AuditLog:
     def __init__(self, url: str):
         self.url = url
+        migrations.upgrade(url, migrations.AUDIT_LOG)
         self.engine = _sqlite_engine(url) if url.startswith("sqlite") else create_engine(url, pool_pre_ping=True)
-        _metadata.create_all(self.engine)
 
     @contextmanager
     def exclusive(self, model: str) -> Iterator[Connection]:
-        """A transaction no other alias move of ``model`` can run beside; commits on success."""
+        """A transaction no other alias move or registration of ``model`` can run beside; commits on success."""
         with self.engine.begin() as connection:
             if self.engine.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(model.encode())})
@@ -102,6 +125,19 @@ class AuditLog:
         values = move.model_dump(exclude={"id"})
         values["details"] = json.dumps(values["details"], default=str, sort_keys=True)
         return int(connection.execute(alias_moves.insert().values(**values)).inserted_primary_key[0])
+
+    @staticmethod
+    def record_registration(connection: Connection, registration: Registration) -> None:
+        connection.execute(model_registrations.insert().values(**registration.model_dump(exclude={"id"})))
+
+    def registrations(self, model: str) -> list[Registration]:
+        """The versions of ``model`` in the order they were registered."""
+        query = (
+            select(model_registrations).where(model_registrations.c.model == model).order_by(model_registrations.c.id)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).mappings().all()
+        return [Registration(**{**row, "registered_at": _utc(row["registered_at"])}) for row in rows]
 
     def history(self, model: str, alias: str | None = None, connection: Connection | None = None) -> list[AliasMove]:
         query = select(alias_moves).where(alias_moves.c.model == model).order_by(alias_moves.c.id)

@@ -188,24 +188,18 @@ def register_version(
     best: Candidate,
     primary_metric: str,
 ) -> RegisteredVersion:
-    """Create the version with all its tags in one call, so no version ever exists untagged."""
+    """Create the version with all its tags in one call, so no version ever exists untagged.
+
+    The semantic version is read from the versions registered so far: callers that may race (two trainings at
+    once) hold the audit log's lock of the model around this call, as ``stages.promotion.registrations`` does.
+    """
     semver = registry.next_semver(
         registry.model_versions(client, model_name),
         signature_digest=run.signature_digest,
         data_digest=data.digest,
         params_digest=run.params_digest,
     )
-    tags = {
-        registry.TAG_SEMVER: str(semver),
-        registry.TAG_DATA_DIGEST: data.digest,
-        registry.TAG_GX_SUCCESS: str(validation.success).lower(),
-        registry.TAG_TRAINING_RUN_ID: run.run_id,
-        registry.TAG_CODE_VERSION: registry.code_version(),
-        registry.TAG_SIGNATURE_DIGEST: run.signature_digest,
-        registry.TAG_PARAMS_DIGEST: run.params_digest,
-        registry.TAG_CANDIDATE: best.name,
-        **{f"{registry.TAG_METRIC_PREFIX}{k}": f"{v:.6g}" for k, v in best.metrics.items()},
-    }
+    tags = _version_tags(semver, run, data, validation, best)
     version = mlflow.register_model(run.model_uri, model_name, tags=tags)
     client.set_tag(run.run_id, registry.TAG_SEMVER, str(semver))
     return RegisteredVersion(
@@ -220,3 +214,19 @@ def register_version(
         metrics=best.metrics,
         tags=tags,
     )
+
+
+def _version_tags(
+    semver: registry.SemVer, run: LoggedRun, data: LoadedData, validation: ValidationOutcome, best: Candidate
+) -> dict[str, str]:
+    return {
+        registry.TAG_SEMVER: str(semver),
+        registry.TAG_DATA_DIGEST: data.digest,
+        registry.TAG_GX_SUCCESS: str(validation.success).lower(),
+        registry.TAG_TRAINING_RUN_ID: run.run_id,
+        registry.TAG_CODE_VERSION: registry.code_version(),
+        registry.TAG_SIGNATURE_DIGEST: run.signature_digest,
+        registry.TAG_PARAMS_DIGEST: run.params_digest,
+        registry.TAG_CANDIDATE: best.name,
+        **{f"{registry.TAG_METRIC_PREFIX}{k}": f"{v:.6g}" for k, v in best.metrics.items()},
+    }

@@ -105,6 +105,16 @@ def test_names_agree_with_the_build_the_settings_and_the_work_pool():
         assert {m["mountPath"] for m in spec["volumeMounts"]} == {env["MLOPS_STATE_DIR"]}
 
 
+def test_the_secrets_documented_keys_are_settings():
+    readme = (K8S / "README.md").read_text()
+    documented = {
+        "MLOPS_SERVICE__KEYS_URL", "MLOPS_SERVICE__PREDICTION_LOG_URL", "MLOPS_SERVICE__SECURITY_LOG_URL",
+        "MLOPS_SERVICE__RATE_LIMIT_URL", "MLOPS_FEATURES__JOURNAL_URL", "MLOPS_PROMOTION__AUDIT_URL",
+    }  # fmt: skip
+    assert all(f"`{name}`" in readme for name in documented)
+    _nested(dict.fromkeys(documented, "x"))
+
+
 def _nested(env: dict[str, str]) -> dict:
     """``MLOPS_A__B=v`` as ``{"a": {"b": "v"}}``; a name that is no setting fails here (extra fields forbidden)."""
     values: dict = {}
@@ -140,6 +150,10 @@ def test_each_colour_has_the_measured_resources_and_probes(colour):
     assert workers * MEASURED_WORKER_RSS_MIB * 1.5 <= limit_mib  # headroom over the workers alone
     assert spec["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert spec["livenessProbe"]["httpGet"]["path"] == "/livez"
+    # Liveness starts after the startup probe passed, which waits longer than a worker waits for its model.
+    startup = spec["startupProbe"]
+    assert startup["httpGet"]["path"] == "/livez"
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 2 * Settings().service.startup_load_seconds
 
 
 def merge_patch(target: dict, patch: dict) -> dict:

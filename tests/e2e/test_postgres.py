@@ -8,12 +8,9 @@ standalone server, which speaks the S3 API on 127.0.0.1.
 
 from __future__ import annotations
 
-import glob
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,50 +19,18 @@ import psycopg
 import pytest
 
 from mlops_core.settings import PROJECT_ROOT
+from tests.servers import postgres_cluster
 from tooling.processes import free_port, poll, stop_group
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
 
-def _postgres_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    return Path(found[-1]).parent if found else None
-
-
-def _as_postgres(args: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root: run its tools as the postgres system user then."""
-    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
-
-
 @pytest.fixture
 def postgres() -> Iterator[str]:
     """A fresh cluster with the databases the stack needs; yields the server's base URL."""
-    bin_dir = _postgres_bin()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL server binaries not found (Debian package 'postgresql'); PostgreSQL path not tested")
-    # Outside pytest's tmp_path: its parents are private to root, and the server runs as postgres.
-    root = Path(tempfile.mkdtemp(prefix="mlops-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-    data, port = root / "data", free_port()
-    subprocess.run(_as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]),
-                   check=True, capture_output=True)  # fmt: skip
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
-    subprocess.run(
-        _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"]),
-        check=True,
-        capture_output=True,
-    )
-    try:
-        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True) as connection:
-            for name in ("mlflow", "prefect", "mlops"):
-                connection.execute(f"CREATE DATABASE {name}")
-        yield f"postgres@127.0.0.1:{port}"
-    finally:
-        subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-                       capture_output=True)  # fmt: skip
-        shutil.rmtree(root, ignore_errors=True)
+    with postgres_cluster(("mlflow", "prefect", "mlops")) as server:
+        yield server
 
 
 @pytest.fixture

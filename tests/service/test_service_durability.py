@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -13,8 +11,8 @@ from typer.testing import CliRunner
 from mlops_core import registry
 from mlops_core.api_keys import KeyStore
 from mlops_core.prediction_log import read_predictions
-from mlops_core.settings import PROJECT_ROOT, get_settings
-from tests.service.conftest import VENV_BIN, registry_settings, service_environment, start_service, stop_group
+from mlops_core.settings import get_settings
+from tests.service.conftest import registry_settings, service_environment, start_service, stop_group
 from tests.service.training import register_model
 from tooling.cli import app
 
@@ -62,22 +60,3 @@ def test_keys_cli_creates_lists_and_revokes_without_storing_the_key(settings):
     assert runner.invoke(app, ["keys", "revoke", key_id]).exit_code == 0
     assert runner.invoke(app, ["keys", "revoke", key_id]).exit_code == 1
     assert KeyStore(get_settings().key_store).active() == {}
-
-
-@pytest.mark.slow
-def test_bentofile_builds_offline(tmp_path):
-    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env['PATH']}"  # the build needs uv beside bentoml
-    result = subprocess.run(
-        [str(VENV_BIN / "bentoml"), "build", "-f", "deploy/bentofile.yaml", "."],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    sources = {p.relative_to(p.parents[1]).as_posix() for p in (tmp_path / "bentoml" / "bentos").rglob("src/*/*.py")}
-    assert {"services/service.py", "mlops_core/prediction_log.py"} <= sources
-    assert "mlops_core/db.py" in sources  # the kernel by pattern: a new kernel module ships without a list to edit
-    assert not any(name.startswith(("stages/", "tasks/", "flows/", "tooling/")) for name in sources)

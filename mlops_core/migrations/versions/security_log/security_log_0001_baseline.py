@@ -1,0 +1,14 @@
+"""The security event log as it was before its schema was versioned."""
+
+from alembic import op
+
+from mlops_core.migrations import baseline
+
+revision = "security_log_0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    baseline.create(op.get_bind(), baseline.SECURITY_LOG)
