@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -138,6 +138,22 @@ class ServiceSettings(BaseModel):
         default=["/livez", "/readyz", "/healthz", "/metrics"], description="Paths served without an API key."
     )
     request_timeout_seconds: float = Field(default=30.0, gt=0)
+    startup_load_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long a starting worker waits for its champion model before it takes connections; after "
+        "that it answers 503 not_ready until one loads. Keep it below the liveness probe's budget.",
+    )
+    access_log: Literal["file", "stderr", "off"] = Field(
+        default="file", description="One JSON line per request: to access_log_file, to stderr, or nowhere."
+    )
+    access_log_file: Path | None = Field(default=None, description="Default: <state_dir>/service/access.log.")
+    model_ref: str = Field(
+        default="champion",
+        pattern=r"^(?:[1-9][0-9]*|[A-Za-z_][A-Za-z0-9_-]*)$",
+        description="What this instance serves: an alias, followed at every poll, or a version number, pinned "
+        "(a blue-green colour serves exactly its pin).",
+    )
 
 
 class MonitoringSettings(BaseModel):
@@ -192,6 +208,40 @@ class StackSettings(BaseModel):
     mlflow_artifacts_destination: str | None = Field(default=None, description="Default: <state>/mlartifacts.")
     prefect_database_url: str | None = Field(
         default=None, description="Prefect server database, e.g. postgresql+asyncpg://...; default: SQLite."
+    )
+
+
+class BlueGreenSettings(BaseModel):
+    """The blue-green switch (``mlops bluegreen``): where the two colours run and what a colour must pass to go live."""
+
+    router: Literal["local", "kubernetes"] = Field(
+        default="local",
+        description="local: two `bentoml serve` instances on 127.0.0.1, the live colour in <state>/stack/; "
+        "kubernetes: the Deployments and Service of deploy/k8s/, through kubectl.",
+    )
+    local_ports: dict[Literal["blue", "green"], int] = Field(
+        default={"blue": 3001, "green": 3002}, description="Ports of the local colours on 127.0.0.1."
+    )
+    ready_timeout_seconds: float = Field(
+        default=300.0, gt=0, description="How long a colour may take to roll out and serve the pinned version."
+    )
+    smoke_requests: int = Field(
+        default=20, ge=1, le=1000, description="Predictions sent to a colour before it goes live."
+    )
+    smoke_p95_ms: float = Field(
+        default=1000.0, gt=0, description="Bound on the 95th percentile round-trip latency of the smoke requests."
+    )
+    smoke_key: SecretStr | None = Field(
+        default=None,
+        description="API key for the smoke requests; unset: a temporary key in the service's key store, revoked after.",
+    )
+    kubectl: str = "kubectl"
+    namespace: str | None = Field(
+        default="mlops", description="Namespace of deploy/k8s/ and the flows' work pool; unset: kubectl's current one."
+    )
+    service_name: str = Field(
+        default="mlops-prediction",
+        description="The live Service; the colours' Deployments and preview Services are named <name>-blue|green.",
     )
 
 
@@ -268,6 +318,7 @@ class Settings(BaseSettings):
     experiment: ExperimentSettings = ExperimentSettings()
     stack: StackSettings = StackSettings()
     features: FeatureStoreSettings = FeatureStoreSettings()
+    bluegreen: BlueGreenSettings = BlueGreenSettings()
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> Settings:
@@ -315,6 +366,10 @@ class Settings(BaseSettings):
     @property
     def keys_url(self) -> str:
         return self.service.keys_url or f"sqlite:///{self.key_store}"
+
+    @property
+    def access_log_file(self) -> Path:
+        return self.service.access_log_file or self.service_dir / "access.log"
 
     @property
     def rate_limit_store(self) -> Path:

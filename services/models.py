@@ -6,7 +6,12 @@ the one serving, must answer its own input example with finite probabilities, an
 reference that request handlers read (one assignment: in-flight requests finish on the model they started
 with). A version that fails is remembered and not retried until the alias moves again. When the registry
 cannot be reached the loaded models keep serving and the status says why. The challenger is loaded only while
-the mode uses it, before the mode that needs it is published, so a switch never finds it missing.
+the mode uses it, before the mode that needs it is published, so a switch never finds it missing. A starting
+worker takes connections only once a poll has loaded the champion or found none to load (``wait_until_settled``).
+
+What answers as champion is ``settings.service.model_ref``: the ``champion`` alias by default, another alias, or
+a version number. A pinned version is served exactly and never replaced by an alias move, which is how a
+blue-green colour stages a version before traffic reaches it (``tooling/bluegreen.py``).
 """
 
 from __future__ import annotations
@@ -138,6 +143,7 @@ class ModelHolder:
         self.status = Status()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._settled = threading.Event()
         self._thread = threading.Thread(target=self._run, name="registry-poller", daemon=True)
 
     @property
@@ -152,20 +158,31 @@ class ModelHolder:
         self._stop.set()
         self._wake.set()
 
+    def wait_until_settled(self, timeout: float) -> bool:
+        """Block until the champion is loaded or the registry has said that none can be (no alias, a refused
+        version); an unreachable registry is retried at the poll interval meanwhile. False after ``timeout``."""
+        return self._settled.wait(timeout)
+
     def request_reload(self) -> None:
         """Check now in this worker, and tell the other workers through the shared signal file."""
         self._reload_signal.parent.mkdir(parents=True, exist_ok=True)
         self._reload_signal.touch()
         self._wake.set()
 
+    def _wanted(self, aliases: dict[str, int]) -> int | None:
+        """The version the champion slot must serve: the pinned number, or where the followed alias points."""
+        ref = self._settings.service.model_ref
+        return int(ref) if ref.isdigit() else aliases.get(ref)
+
     def readiness(self) -> tuple[str, list[str]]:
         reasons = []
         champion = self.champion
+        ref = self._settings.service.model_ref
         if champion.current is None:
             if not self.status.registry_ok:
                 reasons.append(f"registry unreachable: {self.status.registry_error}")
             elif champion.missing:
-                reasons.append(f"model {self._settings.mlflow.registered_model!r} has no {registry.CHAMPION!r} alias")
+                reasons.append(f"model {self._settings.mlflow.registered_model!r} has no {ref!r} alias")
             elif self.status.last_poll is None:
                 reasons.append("loading the champion model")
             reasons.extend(f"version {v} refused: {why}" for v, why in champion.refused.items())
@@ -173,7 +190,7 @@ class ModelHolder:
         if not self.status.registry_ok:
             reasons.append(f"registry unreachable, serving the loaded model: {self.status.registry_error}")
         if champion.missing:
-            reasons.append(f"the {registry.CHAMPION!r} alias is gone, serving the loaded model")
+            reasons.append(f"the {ref!r} alias is gone, serving the loaded model")
         reasons.extend(f"version {v} refused, serving the loaded model: {why}" for v, why in champion.refused.items())
         if self.mode.mode != "champion" and self.challenger.current is None:
             why = "; ".join(f"version {v} refused: {r}" for v, r in self.challenger.refused.items()) or "no alias"
@@ -196,6 +213,9 @@ class ModelHolder:
                 seen_signal = signal
                 self.poll_once()
                 next_poll = time.monotonic() + self._settings.service.poll_seconds
+                champion = self.champion
+                if champion.current is not None or champion.missing or champion.refused:
+                    self._settled.set()
             self._wake.wait(0.5)
 
     def poll_once(self) -> None:
@@ -216,7 +236,7 @@ class ModelHolder:
         self._mark_registry(ok=True)
         aliases = {alias: int(version) for alias, version in model.aliases.items()}
         mode = registry.ServingMode.from_tags(model.tags, self._settings.experiment)
-        self._follow(client, self.champion, aliases.get(registry.CHAMPION))
+        self._follow(client, self.champion, self._wanted(aliases))
         if mode.mode == "champion":
             self.challenger.current = None  # not needed: free its memory
             self.challenger.refused = {}

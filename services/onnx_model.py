@@ -3,9 +3,11 @@
 scikit-learn spends milliseconds checking and transforming a one-row DataFrame before the model's arithmetic;
 the same pipeline converted with skl2onnx answers in tens of microseconds. Conversion happens when a worker
 loads a version, so every registered version benefits and training and the registry stay as they are. A
-converted graph serves only after it reproduced scikit-learn's probabilities on probe rows (values across the
-training ranges, missing values, unseen categories) within ``TOLERANCE``; otherwise the worker serves
-scikit-learn and its readiness names the reason.
+converted graph serves only after it reproduced scikit-learn's probabilities within ``TOLERANCE`` on the probe
+rows of ``services.probes`` (missing values in every column, unseen categories, values at and beyond the
+ranges, rows at every sampled tree split and down its missing-value branch); otherwise the worker serves
+scikit-learn and its readiness names the reason in one line. HistGradientBoosting converts with the converter of
+``services.hgb_onnx``.
 
 Two parts of the project's pipelines have no skl2onnx converter as they stand, so a copy is adapted first:
 
@@ -31,11 +33,12 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.pipeline import FeatureUnion, Pipeline
 
+from services import hgb_onnx  # noqa: F401  (registers the HistGradientBoosting converter)
 from services.inputs import FieldRule, frame_of
+from services.probes import probe_rows
 
 # Largest allowed difference between ONNX Runtime's and scikit-learn's probability of any class on a probe row.
-TOLERANCE = 1e-5
-PROBE_ROWS = 500
+TOLERANCE = 1e-6
 
 
 class NotConvertible(ValueError):
@@ -44,6 +47,11 @@ class NotConvertible(ValueError):
 
 class BeyondFloat32(OverflowError):
     """A number too large for the graph's float32 inputs; scikit-learn scores such rows in float64."""
+
+
+def _one_line(exc: Exception) -> str:
+    """The reason readiness shows: converters and ONNX Runtime raise multi-line messages, often long."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
 
 
 def _indicator_shape(operator: Any) -> None:
@@ -147,39 +155,18 @@ def convert(pipeline: Pipeline, rules: list[FieldRule]) -> OnnxPipeline:
         graph = to_onnx(adapted, initial_types=inputs, options={id(adapted.steps[-1][1]): {"zipmap": False}})
         session = onnxruntime.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # skl2onnx and ONNX Runtime raise many types for what they cannot handle
-        raise NotConvertible(f"{type(exc).__name__}: {exc}"[:300]) from exc
+        raise NotConvertible(_one_line(exc)) from exc
     return OnnxPipeline(session, rules, fills, session.get_outputs()[1].name)
-
-
-def probe_rows(rules: list[FieldRule], count: int = PROBE_ROWS, seed: int = 0) -> list[dict[str, Any]]:
-    """Rows as ``check_row`` passes them on: values across each field's range, some missing, some unseen text."""
-    rng = np.random.default_rng(seed)
-    rows: list[dict[str, Any]] = [{} for _ in range(count)]
-    for rule in rules:
-        missing = (rng.random(count) < 0.1) & (not rule.required)
-        if rule.kind == "string":
-            known = sorted(rule.categories or ["a", "b"])
-            choices = rng.choice([*known, "never-seen-in-training"], size=count)
-            values: list[Any] = [None if m else str(v) for v, m in zip(choices, missing, strict=True)]
-        else:
-            low = rule.low if rule.low is not None else -1e3
-            high = rule.high if rule.high is not None else 1e3
-            numbers = rng.uniform(low, high, size=count)
-            numbers = np.round(numbers) if rule.kind == "integer" else numbers
-            values = [float("nan") if m else float(v) for v, m in zip(numbers, missing, strict=True)]
-        for row, value in zip(rows, values, strict=True):
-            row[rule.name] = value
-    return rows
 
 
 def checked(pipeline: Pipeline, rules: list[FieldRule]) -> OnnxPipeline:
     """The converted pipeline, once it gave scikit-learn's probabilities on the probe rows within ``TOLERANCE``."""
     onnx = convert(pipeline, rules)
-    rows = probe_rows(rules)
+    rows = probe_rows(pipeline, rules)
     try:
         served = onnx.predict_proba(rows)
     except Exception as exc:  # whatever ONNX Runtime cannot score, scikit-learn serves
-        raise NotConvertible(f"ONNX Runtime failed on probe rows: {type(exc).__name__}: {exc}"[:300]) from exc
+        raise NotConvertible(f"ONNX Runtime failed on probe rows: {_one_line(exc)}") from exc
     difference = float(np.abs(served - pipeline.predict_proba(frame_of(rows, rules))).max())
     if not difference <= TOLERANCE:
         raise NotConvertible(f"ONNX Runtime differs from scikit-learn by {difference:.3g} on probe rows")

@@ -38,6 +38,7 @@ from mlops_core import security_log
 from mlops_core.features import FeatureStoreError, UnknownEntity
 from mlops_core.prediction_log import input_hash, record_ground_truth, utc_now
 from mlops_core.settings import get_settings
+from services import access_log
 from services.entities import entity_features, model_row
 from services.guard import Guard
 from services.inputs import NonFinite, Problem, check_row, json_features
@@ -442,12 +443,24 @@ _settings = get_settings().service
     traffic={"timeout": _settings.request_timeout_seconds},
     # OpenTelemetry spans cost about 0.4 ms a request; the hot routes skip them.
     tracing={"excluded_urls": "predict,predict_batch,predict_entity,feedback"},
+    # services.access_log writes the access log from a thread; BentoML's would write on the event loop.
+    logging={"access": {"enabled": False}},
 )
 @bentoml.asgi_app(api, path="/")
 class PredictionService:
     def __init__(self) -> None:
+        """Returns once the champion is loaded: the worker takes connections only then.
+
+        BentoML creates the service in the worker's ASGI lifespan start-up, and uvicorn starts accepting on the
+        socket the workers share only after that. A worker restarted beside others therefore leaves its share of
+        new connections to them while it loads, instead of answering them 503 not_ready.
+        """
         self.runtime = runtime()
-        # Everything imported so far lives as long as the worker: move it out of the collector's reach, so a
+        wait = self.runtime.settings.service.startup_load_seconds
+        if not self.runtime.holder.wait_until_settled(wait):
+            state, reasons = self.runtime.holder.readiness()
+            logger.warning("no champion after %s s, taking connections as %s: %s", wait, state, "; ".join(reasons))
+        # Everything imported and loaded so far lives as long as the worker: move it out of the collector's reach, so a
         # full collection scans only what requests allocate (tens of ms less in the latency tail).
         gc.freeze()
 
@@ -457,6 +470,9 @@ class PredictionService:
     @bentoml.on_shutdown
     def close(self) -> None:
         self.runtime.close()
+        access_log.stop()
 
 
+# The first added is the outer one: the access log also sees what the guard refuses.
+PredictionService.add_asgi_middleware(access_log.AccessLog)
 PredictionService.add_asgi_middleware(Guard, runtime=runtime)

@@ -391,6 +391,106 @@ def upgrade_stores() -> None:
         typer.echo(f"{store.name}: {change}  ({migrations.display(url)})")
 
 
+bluegreen_app = typer.Typer(
+    no_args_is_help=True, help="Blue-green: stage a version on the idle colour, check it, then move traffic and alias."
+)
+app.add_typer(bluegreen_app, name="bluegreen")
+RouterOption = Annotated[
+    str | None, typer.Option("--router", help="local | kubernetes; default: MLOPS_BLUEGREEN__ROUTER.")
+]
+
+
+def _router(name: str | None):
+    from tooling.traffic import router_for
+
+    settings = get_settings()
+    if name is not None:
+        if name not in ("local", "kubernetes"):
+            typer.echo(f"switch refused: unknown router {name!r} (local | kubernetes)", err=True)
+            raise typer.Exit(2)
+        settings = settings.model_copy(update={"bluegreen": settings.bluegreen.model_copy(update={"router": name})})
+    return settings, router_for(settings)
+
+
+def _run_switch(router_name: str | None, version: int | None, reason: str, by: str | None) -> None:
+    from tooling.bluegreen import switch
+    from tooling.traffic import SwitchError
+
+    settings, router = _router(router_name)
+    try:
+        report = switch(
+            settings, router, version=version, reason=reason, actor=by,
+            progress=lambda message: typer.echo(f"  {message}", err=True),
+        )  # fmt: skip
+    except SwitchError as exc:
+        first_line = str(exc).splitlines()[0]
+        typer.echo(f"switch refused, traffic and alias unchanged: {first_line}", err=True)
+        raise typer.Exit(2) from None
+    for note in report.notes:
+        typer.echo(f"  {note}", err=True)
+    champion = (
+        f"champion {report.previous_champion or '-'} -> {report.version} (audit row {report.audit_id})"
+        if report.audit_id
+        else f"champion already {report.version}"
+    )
+    smoke = report.smoke
+    typer.echo(
+        f"{report.action}: {report.colour} live with version {report.version} (was {report.previous_colour or '-'}); "
+        f"{champion}; smoke {smoke.requests} requests p50 {smoke.p50_ms} ms p95 {smoke.p95_ms} ms"
+    )
+
+
+@bluegreen_app.command("switch")
+def bluegreen_switch(
+    version: Annotated[int, typer.Argument(min=1, help="Registered model version to stage on the idle colour.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded in the alias audit log).")],
+    by: Annotated[str | None, typer.Option(help="Who asks; default: the current user.")] = None,
+    router: RouterOption = None,
+) -> None:
+    """Pin the idle colour to VERSION, wait until it serves it, smoke it, then move traffic and champion to it.
+
+    A failed check exits with code 2 and the reason; traffic and the champion alias stay where they were.
+    """
+    _run_switch(router, version, reason, by)
+
+
+@bluegreen_app.command("rollback")
+def bluegreen_rollback(
+    reason: Annotated[str, typer.Option(help="Why (recorded in the alias audit log).")],
+    by: Annotated[str | None, typer.Option(help="Who asks; default: the current user.")] = None,
+    router: RouterOption = None,
+) -> None:
+    """Switch back: the idle colour, still pinned to the previous version, is checked and gets traffic and champion."""
+    _run_switch(router, None, reason, by)
+
+
+@bluegreen_app.command("status")
+def bluegreen_status(router: RouterOption = None) -> None:
+    """The live colour (and locally its URL) and each colour's pin."""
+    from tooling.traffic import COLOURS, SwitchError
+
+    _, chosen = _router(router)
+    try:
+        live = chosen.live()
+        pins = {colour: chosen.pinned(colour) for colour in COLOURS}
+    except SwitchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    url = f" {chosen.url(live)}" if live and chosen.kind == "local" else ""
+    typer.echo(f"live: {live or '-'}{url}")
+    for colour, pin in pins.items():
+        typer.echo(f"{colour:<6} {'pinned to ' + pin if pin else 'not running'}")
+
+
+@bluegreen_app.command("down")
+def bluegreen_down() -> None:
+    """Stop the local colours started by `mlops bluegreen switch` (the live record goes with them)."""
+    from tooling.traffic import LocalRouter
+
+    stopped = LocalRouter(get_settings()).down()
+    typer.echo(f"stopped {', '.join(stopped)}" if stopped else "no colour was running")
+
+
 @app.command("settings")
 def show_settings() -> None:
     """Print the effective settings (defaults overridden by MLOPS_* environment variables)."""

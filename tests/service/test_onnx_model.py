@@ -1,22 +1,30 @@
-"""ONNX Runtime serves a candidate pipeline only with scikit-learn's answers; otherwise scikit-learn serves it."""
+"""ONNX Runtime serves every candidate type compiled, only with scikit-learn's answers; otherwise scikit-learn."""
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, date, datetime
+from typing import get_args
 
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.pipeline import Pipeline
 
 from mlops_core.profile import profile_frame
-from services import onnx_model
+from mlops_core.settings import CandidateName
+from services import hgb_onnx, onnx_model
 from services.inputs import FieldRule, build_rules, check_row, frame_of
 from services.models import ServedModel, runtime_for
+from services.probes import probe_rows
 from stages.data.generator import generate_day
 from stages.training.candidates import fit_candidate, split_holdout
 from stages.training.tracking import model_signature
 
 FEATURES_DROPPED = ("defaulted", "applicant_id", "application_ts")
+CANDIDATES = get_args(CandidateName)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +42,7 @@ def fitted(split_and_profile):
     """Each candidate's pipeline and the service's field rules for it."""
     split, profile = split_and_profile
     models = {}
-    for name in ("logistic_regression", "random_forest", "hist_gradient_boosting"):
+    for name in CANDIDATES:
         candidate = fit_candidate(name, split, seed=0)
         models[name] = candidate.pipeline, build_rules(model_signature(candidate, split), profile, headroom=0.5)
     return models
@@ -59,27 +67,133 @@ def served_rows(rules: list[FieldRule]) -> list[dict]:
     return [row for row, _, _ in checked]
 
 
-@pytest.mark.parametrize("name", ["logistic_regression", "random_forest"])
-def test_onnx_runtime_gives_scikit_learn_probabilities(fitted, name):
+@pytest.mark.parametrize("name", CANDIDATES)
+def test_every_candidate_is_served_compiled_with_scikit_learn_probabilities(fitted, name):
+    """A built-in candidate type that falls back to scikit-learn fails here, whatever the reason."""
     pipeline, rules = fitted[name]
     onnx, runtime = runtime_for(pipeline, rules, "onnx")
-    assert runtime == "onnx"
+    assert runtime == "onnx", runtime
     rows = served_rows(rules)
     assert any(row["home_ownership"] is None for row in rows) and any(np.isnan(row["annual_income"]) for row in rows)
     served = onnx.predict_proba(rows)
     reference = pipeline.predict_proba(frame_of(rows, rules))
-    assert served.shape == reference.shape == (len(rows), 2)
+    assert served.dtype == np.float64 and served.shape == reference.shape == (len(rows), 2)
     np.testing.assert_allclose(served, reference, rtol=0, atol=onnx_model.TOLERANCE)
     assert (served.argmax(axis=1) == reference.argmax(axis=1)).all()
     np.testing.assert_allclose(served.sum(axis=1), 1.0, rtol=0, atol=1e-12)
 
 
-def test_histogram_gradient_boosting_falls_back_to_scikit_learn(fitted):
-    """skl2onnx 1.20 writes booleans into an integer attribute of its tree ensemble, which onnx 1.23 refuses."""
+def test_the_guard_holds_compiled_models_to_a_millionth():
+    assert onnx_model.TOLERANCE == 1e-6
+
+
+@pytest.mark.parametrize("name", CANDIDATES)
+def test_probe_rows_cover_the_places_a_compiled_model_can_differ(fitted, name):
+    pipeline, rules = fitted[name]
+    rows = probe_rows(pipeline, rules)
+    for rule in rules:
+        values = [row[rule.name] for row in rows]
+        if rule.kind == "string":
+            assert None in values and "never-seen-in-training" in values
+        else:
+            numbers = np.array(values, dtype=float)
+            assert np.isnan(numbers).any()
+            assert (
+                {rule.low, rule.high} <= set(numbers)
+                and np.nanmax(numbers) > rule.high
+                and np.nanmin(numbers) < rule.low
+            )
+    if name != "logistic_regression":  # tree ensembles: rows at split thresholds of the numeric columns
+        thresholds = split_thresholds(pipeline[-1])
+        at = [row for row in rows if any(row[r.name] in thresholds for r in rules if r.kind != "string")]
+        assert len(at) >= 100
+
+
+def split_thresholds(model) -> set[float]:
+    if hasattr(model, "_predictors"):
+        return {float(n["num_threshold"]) for it in model._predictors for p in it for n in p.nodes if not n["is_leaf"]}
+    return {float(t) for e in model.estimators_ for t in e.tree_.threshold[e.tree_.children_left >= 0]}
+
+
+def _rerouted(change):
+    """The HistGradientBoosting converter's nodes, with ``change`` applied to them before the graph is built."""
+    original = hgb_onnx._nodes
+
+    def nodes(model):
+        attrs = original(model)
+        change(attrs)
+        return attrs
+
+    return nodes
+
+
+def test_a_graph_that_sends_values_at_a_threshold_the_other_way_is_not_served(fitted, monkeypatch):
+    """Random rows almost never land on a split's threshold; the probes at every sampled split do."""
     pipeline, rules = fitted["hist_gradient_boosting"]
+
+    def strict(attrs):
+        attrs["nodes_modes"] = ["BRANCH_LT" if m == "BRANCH_LEQ" else m for m in attrs["nodes_modes"]]
+
+    monkeypatch.setattr(hgb_onnx, "_nodes", _rerouted(strict))
     onnx, runtime = runtime_for(pipeline, rules, "onnx")
-    assert onnx is None
-    assert runtime.startswith("scikit-learn (") and "TreeEnsembleClassifier" in runtime
+    assert onnx is None and "differs from scikit-learn" in runtime
+
+
+def test_thresholds_kept_in_float64_are_not_served(fitted, monkeypatch):
+    """A float32 input equal to a float64 threshold (a value at the split, or an imputed median, which often is
+    one) rounds above it half of the time: such a graph sends those rows right where scikit-learn goes left."""
+    pipeline, rules = fitted["hist_gradient_boosting"]
+    monkeypatch.setattr(hgb_onnx, "_float32_threshold", float)
+    onnx, runtime = runtime_for(pipeline, rules, "onnx")
+    assert onnx is None and "differs from scikit-learn" in runtime
+
+
+@pytest.fixture(scope="module")
+def trees_see_missing_values(split_and_profile, fitted):
+    """HistGradientBoosting on raw numbers, NaN included: no imputer stands between a missing value and the trees."""
+    split, _ = split_and_profile
+    preprocess = fitted["hist_gradient_boosting"][0].named_steps["preprocess"]
+    (_, _, numeric), (name, text, categorical) = preprocess.transformers[:2]
+    pipeline = Pipeline(
+        [
+            ("preprocess", ColumnTransformer([("numeric", "passthrough", numeric), (name, text, categorical)])),
+            ("model", HistGradientBoostingClassifier(max_iter=40, random_state=0)),
+        ]
+    )
+    assert split.x_train[numeric].isna().any().any()
+    return pipeline.fit(split.x_train, split.y_train), fitted["hist_gradient_boosting"][1]
+
+
+def test_missing_values_reaching_the_trees_take_scikit_learns_branch(trees_see_missing_values, monkeypatch):
+    pipeline, rules = trees_see_missing_values
+    onnx, runtime = runtime_for(pipeline, rules, "onnx")
+    assert runtime == "onnx", runtime
+    rows = served_rows(rules)
+    np.testing.assert_allclose(
+        onnx.predict_proba(rows), pipeline.predict_proba(frame_of(rows, rules)), rtol=0, atol=onnx_model.TOLERANCE
+    )
+
+    def flipped(attrs):
+        modes = attrs["nodes_modes"]
+        tracks = attrs["nodes_missing_value_tracks_true"]
+        attrs["nodes_missing_value_tracks_true"] = [
+            1 - t if m != "LEAF" else t for t, m in zip(tracks, modes, strict=True)
+        ]
+
+    monkeypatch.setattr(hgb_onnx, "_nodes", _rerouted(flipped))
+    onnx, runtime = runtime_for(pipeline, rules, "onnx")
+    assert onnx is None and "differs from scikit-learn" in runtime
+
+
+def test_a_candidate_that_cannot_compile_is_served_by_scikit_learn_with_a_one_line_reason(trees_see_missing_values):
+    """Categorical splits have no ONNX tree test: the conversion is refused, not served wrong."""
+    pipeline, rules = trees_see_missing_values
+    categorical = copy.deepcopy(pipeline)
+    model = categorical.named_steps["model"]
+    model._predictors[0][0].nodes["is_categorical"][0] = True
+    onnx, runtime = runtime_for(categorical, rules, "onnx")
+    assert onnx is None and runtime.startswith("scikit-learn (") and "categorical" in runtime
+    assert "\n" not in runtime
 
 
 def test_a_graph_that_disagrees_is_not_served(fitted, monkeypatch):
