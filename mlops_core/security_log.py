@@ -1,4 +1,4 @@
-"""The security event log: refused keys, rate-limit hits and refused inputs, never a key itself."""
+"""The security event log: refused keys, rate-limit hits, refused inputs and server errors, never a key itself."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ RATE_LIMITED = "rate_limited"
 INVALID_INPUT = "invalid_input"
 NOT_FOUND = "not_found"  # unknown paths (scanners, path traversal) and methods
 METHOD_NOT_ALLOWED = "method_not_allowed"
+SERVER_ERROR = "server_error"  # an unhandled error answered 500: not security, but the service's only error log
 
 metadata = MetaData()
 

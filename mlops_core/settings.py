@@ -162,12 +162,33 @@ class MonitoringSettings(BaseModel):
     window_hours: float = Field(default=24.0, gt=0, description="Window of the first check (later: since the last).")
     min_rows: int = Field(default=200, ge=1, description="Fewer logged rows in the window: skip, with the reason.")
     max_rows: int = Field(default=50_000, ge=1000, description="Rows sampled from a larger window.")
-    drift_method: str = Field(default="psi", description="Evidently drift method for every column.")
-    column_drift_threshold: float = Field(default=0.1, gt=0, description="PSI above which a column has drifted.")
+    drift_method: str = Field(default="psi", description="Evidently drift method of the report shown to users.")
+    column_drift_threshold: float = Field(
+        default=0.1,
+        gt=0,
+        description="PSI a drifted column exceeds (and its null's critical value at the window size).",
+    )
+    drift_false_alarm_rate: float = Field(
+        default=0.01, gt=0, lt=1, description="Chance that a check of undrifted data finds any drifted column."
+    )
     drift_share_threshold: float = Field(default=0.3, gt=0, le=1, description="Share of drifted columns that alerts.")
     min_labelled_rows: int = Field(default=200, ge=10, description="Labelled rows needed to judge quality.")
+    label_window_hours: float = Field(
+        default=24.0 * 30, gt=0, description="Quality is scored on predictions whose labels arrived this recently."
+    )
     quality_drop_threshold: float = Field(default=0.05, gt=0, description="Drop of ROC AUC vs the holdout that alerts.")
     cooldown_hours: float = Field(default=12.0, ge=0, description="Least time between two triggered retrainings.")
+    # Service health and security: they alert, never retrain (a model does not fix a slow or probed service).
+    latency_p99_ms_threshold: float = Field(default=500.0, gt=0, description="p99 latency of answers that alerts.")
+    client_error_rate_threshold: float = Field(default=0.05, gt=0, le=1, description="Share of 4xx that alerts.")
+    server_error_rate_threshold: float = Field(default=0.01, gt=0, le=1, description="Share of 5xx that alerts.")
+    rate_limited_rate_threshold: float = Field(default=0.05, gt=0, le=1, description="Share of 429 that alerts.")
+    refused_keys_per_hour_threshold: int = Field(
+        default=30, gt=0, description="Missing or invalid keys in one clock hour that alert as probing."
+    )
+    rate_limited_per_hour_threshold: int = Field(
+        default=300, gt=0, description="Rate-limit refusals in one clock hour that alert as abuse."
+    )
     retraining_deployment: str = "training/retrain"
     experiment: str = "monitoring"
     alert_webhook_url: str | None = Field(default=None, description="POSTed a JSON alert; nothing is sent when unset.")

@@ -417,6 +417,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 async def server_error(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error on %s", request.url.path)
+    runtime().security.record(request.scope, security_log.SERVER_ERROR, key_id=key_id_of(request))
     return json_response({"error": "internal_error", "detail": [{"field": "", "reason": "see the service log"}]}, 500)
 
 

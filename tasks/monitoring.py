@@ -19,12 +19,14 @@ from mlops_core.prediction_log import engine_for
 from mlops_core.security_log import read_security_events
 from mlops_core.settings import Settings
 from stages.monitoring.decision import decide_alert
-from stages.monitoring.drift import DriftResult, drift_report
+from stages.monitoring.drift import DriftResult, PredictionDrift, drift_report, prediction_drift
+from stages.monitoring.health import HealthFigures, health_figures, window_latencies
 from stages.monitoring.history import CheckHistory, CheckRecord, check_window
-from stages.monitoring.quality import QualityResult, quality_against_holdout
+from stages.monitoring.quality import QualityResult, champion_quality, labelled_predictions, quality_by_group
 from stages.monitoring.reference import Reference, champion_reference
 from stages.monitoring.report import monitoring_markdown
 from stages.monitoring.window import MonitoringError, WindowSample, sample_window, sampling_error_bound
+from stages.promotion.aliases import positive_probability
 
 Window = tuple[datetime, datetime]
 
@@ -100,9 +102,37 @@ def measure_drift(reference: Reference, sample: WindowSample, settings: Settings
     return drift
 
 
+@task(name="measure-prediction-drift", cache_policy=NO_CACHE)
+def measure_prediction_drift(reference: Reference, sample: WindowSample, settings: Settings) -> PredictionDrift:
+    """The window's scores against the champion's scores of its reference sample."""
+    reference_scores = positive_probability(f"models:/{reference.model}/{reference.version}", reference.sample)
+    result = prediction_drift(reference_scores, sample.positive_probability, settings.monitoring)
+    get_run_logger().info(
+        "score PSI %.4f (null's critical value %.4f at %d rows)", result.psi, result.critical_value, result.rows
+    )
+    return result
+
+
 @task(name="measure-quality", cache_policy=NO_CACHE)
-def measure_quality(reference: Reference, sample: WindowSample, settings: Settings) -> QualityResult | None:
-    return quality_against_holdout(sample, reference.holdout_metrics, settings.monitoring)
+def measure_quality(reference: Reference, window: Window, settings: Settings) -> list[QualityResult]:
+    """Quality per version and variant on the labels that arrived in the rolling label window."""
+    policy, end = settings.monitoring, window[1]
+    engine = engine_for(settings.prediction_log_url)
+    try:
+        labelled = labelled_predictions(engine, reference.model, end - timedelta(hours=policy.label_window_hours), end)
+    finally:
+        engine.dispose()
+    results = quality_by_group(labelled, reference.version, reference.holdout_metrics, policy, new_since=window[0])
+    for result in results:
+        get_run_logger().info(
+            "quality of v%d (%s): %s on %d labelled rows (%d new)",
+            result.version,
+            result.variant,
+            {k: round(v, 4) for k, v in result.current.items()},
+            result.labelled_rows,
+            result.new_labels,
+        )
+    return results
 
 
 @task(name="log-check-to-mlflow", cache_policy=NO_CACHE)
@@ -112,7 +142,9 @@ def log_check_to_mlflow(
     reference: Reference,
     sample: WindowSample,
     drift: DriftResult,
-    quality: QualityResult | None,
+    qualities: list[QualityResult],
+    scores: PredictionDrift,
+    health: HealthFigures,
 ) -> str:
     """One run per check in the monitoring experiment, so drift share over time is a chart; returns the report."""
     client = registry.connect(settings)
@@ -125,10 +157,27 @@ def log_check_to_mlflow(
         "malformed_rows": sample.malformed,
         "missing_share": drift.missing_share,
         **{f"psi.{name}": score for name, score in drift.scores.items()},
+        **{f"psi_critical.{name}": value for name, value in drift.critical_values.items()},
+        "score_psi": scores.psi,
+        "score_psi_critical": scores.critical_value,
+        "requests": health.requests,
+        "client_error_rate": health.client_error_rate,
+        "server_error_rate": health.server_error_rate,
+        "rate_limited_rate": health.rate_limited_rate,
+        "refused_keys_per_hour": health.refused_keys_per_hour,
+        "rate_limited_per_hour": health.rate_limited_per_hour,
     }
-    if quality:
-        metrics.update({f"current.{k}": v for k, v in quality.current.items()}, quality_drop=quality.drop)
-        metrics["labelled_rows"] = quality.labelled_rows
+    if health.latency_p99_ms is not None:
+        metrics["latency_p99_ms"] = health.latency_p99_ms
+    champion = champion_quality(qualities, reference.version)
+    if champion:
+        metrics.update({f"current.{k}": v for k, v in champion.current.items()}, quality_drop=champion.drop)
+        metrics["labelled_rows"] = champion.labelled_rows
+    for quality in qualities:
+        group = f"quality.v{quality.version}.{quality.variant}"
+        metrics.update(
+            {f"{group}.{k}": v for k, v in quality.current.items()}, **{f"{group}.rows": quality.labelled_rows}
+        )
     with mlflow.start_run(experiment_id=experiment, run_name=f"check-{window[1]:%Y%m%dT%H%M%S}") as run:
         mlflow.set_tags({"model": reference.model, "champion_version": reference.version, "semver": reference.semver})
         mlflow.log_params({"window_start": window[0].isoformat(), "window_end": window[1].isoformat()})
@@ -147,17 +196,37 @@ def _browsable(uri: str, settings: Settings, experiment_id: str, run_id: str) ->
     return uri
 
 
-@task(name="summarise-security-events", cache_policy=NO_CACHE)
-def summarise_security_events(settings: Settings, window: Window) -> dict[str, int]:
+@task(name="measure-service-health", cache_policy=NO_CACHE)
+def measure_service_health(settings: Settings, window: Window) -> HealthFigures:
+    """Latency of the window's answers (prediction log), refusals and errors (security log)."""
+    engine = engine_for(settings.prediction_log_url)
+    try:
+        latencies = window_latencies(engine, settings.mlflow.registered_model, *window)
+    finally:
+        engine.dispose()
     events = read_security_events(settings.security_log_url, since=window[0])
-    return {str(k): int(v) for k, v in events["event_type"].value_counts().items()} if len(events) else {}
+    events = events[events["ts"].map(_utc) < window[1]] if len(events) else events
+    health = health_figures(latencies, events)
+    get_run_logger().info("service health: %s", health)
+    return health
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @task(name="decide-and-trigger-retraining", cache_policy=NO_CACHE)
 def decide_and_trigger(
-    settings: Settings, window: Window, drift: DriftResult, quality: QualityResult | None
+    settings: Settings,
+    window: Window,
+    drift: DriftResult | None,
+    quality: QualityResult | None,
+    scores: PredictionDrift | None,
+    health: HealthFigures,
+    drift_skipped: str | None = None,
 ) -> CheckRecord:
-    """Record the check; on an alert, notify, and start retraining when the decision asks for it."""
+    """Record the check; on an alert, notify, and start retraining when the decision asks for it.
+    ``drift_skipped`` says why drift was not judged (too few rows) when quality or health still alert."""
     policy, model = settings.monitoring, settings.mlflow.registered_model
     logger = get_run_logger()
     history = CheckHistory(settings.monitoring_state_url)
@@ -171,6 +240,8 @@ def decide_and_trigger(
         last_episode_triggered=last is not None and history.episode_triggered(model, last.episode),
         last_trigger_at=last_trigger.checked_at if last_trigger else None,
         now=window[1],
+        prediction_drift=scores,
+        health=health,
     )
     record = CheckRecord(
         checked_at=window[1],
@@ -178,10 +249,11 @@ def decide_and_trigger(
         window_start=window[0],
         window_end=window[1],
         status=decision.status,
-        drift_share=drift.drift_share,
+        drift_share=drift.drift_share if drift else None,
         quality_drop=quality.drop if quality else None,
         episode=decision.episode,
-        reason=decision.reason,
+        retraining_alert=decision.cause is not None,
+        reason=decision.reason + (f"; drift not judged: {drift_skipped}" if drift_skipped else ""),
     )
     if decision.alert:
         logger.warning("ALERT %s: %s", model, record.reason)
@@ -227,12 +299,13 @@ def publish_monitoring_summary(
     reference: Reference,
     sample: WindowSample,
     drift: DriftResult,
-    quality: QualityResult | None,
-    security: dict[str, int],
+    qualities: list[QualityResult],
+    scores: PredictionDrift,
+    health: HealthFigures,
     report: str,
 ) -> None:
     create_markdown_artifact(
         key="monitoring-check",
-        markdown=monitoring_markdown(record, reference, sample, drift, quality, security, report),
+        markdown=monitoring_markdown(record, reference, sample, drift, qualities, scores, health, report),
         description=f"{record.status}: drift share {drift.drift_share:.2f}",
     )

@@ -1,9 +1,12 @@
 """Whether a check alerts, and whether the alert asks for retraining: a pure decision on the check's figures
 and the history's facts.
 
-An alert is drift (the share of drifted columns at or over its threshold) or decay (ROC AUC on labelled rows
-below the holdout's by more than the allowed drop). Alerts come in episodes (a run of alerting checks); an
-episode triggers one retraining at most, and no retraining starts within the cooldown after the last one.
+Each alert has a kind and says its figures and thresholds. Drift (the share of drifted input columns at or over
+its threshold), prediction drift (the score distribution drifted) and a quality drop (ROC AUC on the champion's
+labelled rows below its holdout's by more than the allowed drop) ask for retraining; latency, errors and
+security (a burst of refused keys or rate-limit refusals) only alert: a new model fixes none of them.
+Retraining alerts come in episodes (a run of alerting checks); an episode triggers one retraining at most,
+and no retraining starts within the cooldown after the last one.
 """
 
 from __future__ import annotations
@@ -13,12 +16,27 @@ from datetime import datetime, timedelta
 from typing import Literal, NamedTuple
 
 from mlops_core.settings import MonitoringSettings
-from stages.monitoring.drift import DriftResult
+from stages.monitoring.drift import DriftResult, PredictionDrift
+from stages.monitoring.health import HealthFigures
 from stages.monitoring.history import CheckRecord
 from stages.monitoring.quality import QualityResult
 
-NO_ALERT_REASON = "no drift or decay over the thresholds"
-Cause = Literal["drift", "quality drop"]
+NO_ALERT_REASON = "no drift, decay, health or security alert over the thresholds"
+Kind = Literal["drift", "prediction drift", "quality drop", "latency", "errors", "security"]
+RETRAINING_KINDS: tuple[Kind, ...] = ("drift", "prediction drift", "quality drop")
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: Kind
+    figures: str
+
+    @property
+    def retrains(self) -> bool:
+        return self.kind in RETRAINING_KINDS
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.figures}"
 
 
 @dataclass(frozen=True)
@@ -28,12 +46,13 @@ class AlertDecision:
     alert: bool
     episode: int
     reason: str
-    cause: Cause | None = None
+    cause: Kind | None = None
     held_back: str | None = None
+    alerts: tuple[Alert, ...] = ()
 
     @property
     def triggers_retraining(self) -> bool:
-        return self.alert and self.held_back is None
+        return self.cause is not None and self.held_back is None
 
     @property
     def status(self) -> Literal["ok", "alert"]:
@@ -46,16 +65,77 @@ class Episode(NamedTuple):
 
 
 def episode_of(last: CheckRecord | None, alert: bool, last_episode_triggered: bool) -> Episode:
-    """The check's episode: an alert after an alert continues its episode, an alert after a quiet check opens one."""
+    """The check's episode: a retraining alert after one continues its episode, after any other check opens one."""
     if last is None:
         return Episode(1 if alert else 0, False)
-    if alert and last.status == "alert":
+    if alert and last.retraining_alert:
         return Episode(last.episode, last_episode_triggered)
     return Episode(last.episode + 1 if alert else last.episode, False)
 
 
+def check_alerts(
+    drift: DriftResult | None,
+    quality: QualityResult | None,
+    policy: MonitoringSettings,
+    prediction_drift: PredictionDrift | None = None,
+    health: HealthFigures | None = None,
+) -> list[Alert]:
+    """Every alert of the check, retraining kinds first, each with its figures and thresholds; ``drift`` and
+    ``prediction_drift`` are None when the window had too few rows to judge them."""
+    alerts = []
+    if drift and drift.drift_share >= policy.drift_share_threshold:
+        columns = ", ".join(drift.drifted_columns)
+        alerts.append(
+            Alert("drift", f"drift share {drift.drift_share:.2f} >= {policy.drift_share_threshold} ({columns})")
+        )
+    if prediction_drift and prediction_drift.drifted:
+        alerts.append(
+            Alert(
+                "prediction drift",
+                f"score PSI {prediction_drift.psi:.3f} > {policy.column_drift_threshold} and > its null's "
+                f"{prediction_drift.critical_value:.3f} at {prediction_drift.rows} rows",
+            )
+        )
+    if quality and quality.drop > policy.quality_drop_threshold:
+        alerts.append(
+            Alert(
+                "quality drop",
+                f"ROC AUC {quality.current['roc_auc']:.3f} on {quality.labelled_rows} labelled rows of v"
+                f"{quality.version} is {quality.drop:.3f} below the holdout's "
+                f"{quality.holdout.get('roc_auc', float('nan')):.3f} (allowed {policy.quality_drop_threshold})",
+            )
+        )
+    if health:
+        alerts += health_alerts(health, policy)
+    return alerts
+
+
+def health_alerts(health: HealthFigures, policy: MonitoringSettings) -> list[Alert]:
+    alerts = []
+    if health.latency_p99_ms is not None and health.latency_p99_ms > policy.latency_p99_ms_threshold:
+        alerts.append(
+            Alert("latency", f"p99 {health.latency_p99_ms:.0f} ms > {policy.latency_p99_ms_threshold:.0f} ms")
+        )
+    rates = [
+        ("4xx", health.client_error_rate, policy.client_error_rate_threshold),
+        ("5xx", health.server_error_rate, policy.server_error_rate_threshold),
+        ("429", health.rate_limited_rate, policy.rate_limited_rate_threshold),
+    ]
+    over = [f"{name} {rate:.1%} > {limit:.1%}" for name, rate, limit in rates if rate > limit]
+    if over:
+        alerts.append(Alert("errors", f"{', '.join(over)} of {health.requests} requests"))
+    bursts = [
+        ("refused keys", health.refused_keys_per_hour, policy.refused_keys_per_hour_threshold),
+        ("rate-limit refusals", health.rate_limited_per_hour, policy.rate_limited_per_hour_threshold),
+    ]
+    over = [f"{name} {count} in one hour >= {limit}" for name, count, limit in bursts if count >= limit]
+    if over:
+        alerts.append(Alert("security", ", ".join(over)))
+    return alerts
+
+
 def decide_alert(
-    drift: DriftResult,
+    drift: DriftResult | None,
     quality: QualityResult | None,
     policy: MonitoringSettings,
     *,
@@ -63,23 +143,18 @@ def decide_alert(
     last_episode_triggered: bool,
     last_trigger_at: datetime | None,
     now: datetime,
+    prediction_drift: PredictionDrift | None = None,
+    health: HealthFigures | None = None,
 ) -> AlertDecision:
     """The decision for a check ending at ``now``, given the last successful check and the last trigger."""
-    reasons = []
-    drifted = drift.drift_share >= policy.drift_share_threshold
-    if drifted:
-        reasons.append(
-            f"drift share {drift.drift_share:.2f} >= {policy.drift_share_threshold} ({', '.join(drift.drifted_columns)})"
-        )
-    if quality and quality.drop > policy.quality_drop_threshold:
-        reasons.append(
-            f"ROC AUC {quality.current['roc_auc']:.3f} on {quality.labelled_rows} labelled rows is "
-            f"{quality.drop:.3f} below the holdout's {quality.holdout.get('roc_auc', float('nan')):.3f}"
-        )
-    alert = bool(reasons)
-    episode, already = episode_of(last_check, alert, last_episode_triggered)
-    if not alert:
+    alerts = check_alerts(drift, quality, policy, prediction_drift, health)
+    retraining = [a for a in alerts if a.retrains]
+    episode, already = episode_of(last_check, bool(retraining), last_episode_triggered)
+    if not alerts:
         return AlertDecision(alert=False, episode=episode, reason=NO_ALERT_REASON)
+    reason = "; ".join(map(str, alerts))
+    if not retraining:
+        return AlertDecision(alert=True, episode=episode, reason=reason, alerts=tuple(alerts))
     held_back = None
     if already:
         held_back = f"retraining already triggered in episode {episode}"
@@ -88,7 +163,8 @@ def decide_alert(
     return AlertDecision(
         alert=True,
         episode=episode,
-        reason="; ".join(reasons),
-        cause="drift" if drifted else "quality drop",
+        reason=reason,
+        cause=retraining[0].kind,
         held_back=held_back,
+        alerts=tuple(alerts),
     )

@@ -29,6 +29,7 @@ checks = Table(
     Column("quality_drop", Float),
     Column("episode", Integer, nullable=False, default=0),
     Column("triggered", Boolean, nullable=False, default=False),
+    Column("retraining_alert", Boolean, nullable=False, default=False),
     Column("retraining_run_id", String(64)),
     Column("reason", Text, nullable=False),
 )
@@ -45,6 +46,7 @@ class CheckRecord(BaseModel):
     quality_drop: float | None = None
     episode: int = 0
     triggered: bool = False
+    retraining_alert: bool = False  # drift or quality; a health or security alert alone is not
     retraining_run_id: str | None = None
     reason: str
 

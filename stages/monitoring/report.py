@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from stages.monitoring.drift import DriftResult
+from stages.monitoring.drift import DriftResult, PredictionDrift
+from stages.monitoring.health import HealthFigures
 from stages.monitoring.history import CheckRecord
 from stages.monitoring.quality import QualityResult
 from stages.monitoring.reference import Reference
@@ -14,11 +15,13 @@ def monitoring_markdown(
     reference: Reference,
     sample: WindowSample,
     drift: DriftResult,
-    quality: QualityResult | None,
-    security: dict[str, int],
+    qualities: list[QualityResult],
+    scores: PredictionDrift,
+    health: HealthFigures,
     report: str,
 ) -> str:
-    """The check's verdict, the drifted columns, quality where labels arrived, and security events."""
+    """The check's verdict, the drifted columns, score drift, quality per version where labels arrived, and the
+    service's health."""
     lines = [
         f"# Monitoring {record.model} v{reference.version} ({reference.semver}): {record.status.upper()}",
         "",
@@ -27,19 +30,28 @@ def monitoring_markdown(
         f"- Decision: {record.reason}",
         f"- Retraining: {'triggered, flow run ' + record.retraining_run_id if record.triggered else 'not triggered'}",
         f"- Drift share: {drift.drift_share:.2f} ({len(drift.drifted_columns)} of {len(drift.scores)} columns)",
-        f"- Evidently report: {report}",
+        f"- Score PSI: {scores.psi:.3f} (null's critical value {scores.critical_value:.3f} at {scores.rows:,} rows)",
+        f"- Evidently report (its own bins, no correction for the window size): {report}",
         "",
-        "| drifted column | PSI |",
-        "|---|---|",
-        *(f"| {name} | {score:.3f} |" for name, score in drift.drifted_columns.items()),
+        "| drifted column | PSI | critical value at this window size |",
+        "|---|---|---|",
+        *(
+            f"| {name} | {score:.3f} | {drift.critical_values.get(name, float('nan')):.3f} |"
+            for name, score in drift.drifted_columns.items()
+        ),
+        "",
+        "| version | variant | labelled rows (new) | ROC AUC | accuracy | holdout ROC AUC |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| v{q.version} | {q.variant} | {q.labelled_rows} ({q.new_labels}) | {q.current['roc_auc']:.3f} | "
+            f"{q.current['accuracy']:.3f} | {q.holdout.get('roc_auc', float('nan')):.3f} |"
+            for q in qualities
+        ),
+        "",
+        f"Service: {health.requests:,} requests, p99 latency "
+        + (f"{health.latency_p99_ms:.0f} ms" if health.latency_p99_ms is not None else "n/a")
+        + f", 4xx {health.client_error_rate:.1%}, 5xx {health.server_error_rate:.1%}, "
+        f"429 {health.rate_limited_rate:.1%}; in the busiest hour {health.refused_keys_per_hour} refused keys, "
+        f"{health.rate_limited_per_hour} rate-limit refusals",
     ]
-    if quality:
-        lines += [
-            "",
-            f"Quality on {quality.labelled_rows} labelled rows: "
-            + ", ".join(
-                f"{k} {v:.3f} (holdout {quality.holdout.get(k, float('nan')):.3f})" for k, v in quality.current.items()
-            ),
-        ]
-    lines += ["", "Security events in the window: " + (", ".join(f"{k}: {v}" for k, v in security.items()) or "none")]
     return "\n".join(lines)

@@ -38,8 +38,7 @@ class WindowSample:
     rows_in_window: int
     malformed: int
     malformed_reasons: dict[str, int]
-    labels: pd.Series | None = None
-    positive_probability: pd.Series | None = None
+    positive_probability: pd.Series  # the served model's score of each row: the prediction drift's input
 
     @property
     def rows(self) -> int:
@@ -67,11 +66,7 @@ def sample_window(
 ) -> WindowSample:
     """A uniform sample of the window (drawn by the database), parsed and checked against the profile."""
     total = count_window(engine, model, start, end)
-    query = select(
-        predictions.c.features,
-        predictions.c.probabilities,
-        predictions.c.ground_truth,
-    ).where(*_window(model, start, end))
+    query = select(predictions.c.features, predictions.c.probabilities).where(*_window(model, start, end))
     if total > max_rows:
         # Oversample a little so the sample reaches max_rows, then trim.
         fraction = min(1.0, max_rows * 1.05 / total)
@@ -87,13 +82,13 @@ def sample_window(
 def _parse(rows: list[Any], total: int, profile: DatasetProfile) -> WindowSample:
     names = profile.feature_columns
     numeric = {n for n, c in profile.columns.items() if isinstance(c, NumericProfile)}
-    good_features, probabilities, truths = [], [], []
+    good_features, probabilities = [], []
     reasons: dict[str, int] = {}
 
     def refuse(reason: str) -> None:
         reasons[reason] = reasons.get(reason, 0) + 1
 
-    for features, probs, truth in rows:
+    for features, probs in rows:
         if not isinstance(features, dict):
             refuse("features are not an object")
             continue
@@ -107,24 +102,17 @@ def _parse(rows: list[Any], total: int, profile: DatasetProfile) -> WindowSample
             continue
         good_features.append({n: features[n] for n in names})
         probabilities.append(probs if isinstance(probs, dict) else {})
-        truths.append(truth)
     frame = pd.DataFrame.from_records(good_features, columns=names)
     for name in names:
         frame[name] = pd.to_numeric(frame[name]) if name in numeric else frame[name].astype(object)
-    sample = WindowSample(
+    positive = positive_class(probabilities)
+    return WindowSample(
         features=frame,
         rows_in_window=total,
         malformed=sum(reasons.values()),
         malformed_reasons=reasons,
+        positive_probability=pd.Series([float(p.get(positive, np.nan)) for p in probabilities], dtype=float),
     )
-    labelled = [i for i, t in enumerate(truths) if t is not None]
-    if labelled:
-        positive = _positive_class(probabilities)
-        sample.labels = pd.Series([int(str(truths[i]) == positive) for i in labelled])
-        sample.positive_probability = pd.Series(
-            [float(probabilities[i].get(positive, np.nan)) for i in labelled], dtype=float
-        )
-    return sample
 
 
 def _is_number_or_null(value: Any) -> bool:
@@ -135,7 +123,7 @@ def _is_number_or_null(value: Any) -> bool:
     return isinstance(value, int | float)
 
 
-def _positive_class(probabilities: list[dict[str, float]]) -> str:
+def positive_class(probabilities: list[dict[str, float]]) -> str:
     """The second class in sorted order, as in scikit-learn's ``classes_`` (e.g. "1" of "0"/"1")."""
     classes = sorted({k for p in probabilities for k in p})
     return classes[-1] if classes else "1"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import mlflow
 import mlflow.sklearn
+import numpy as np
 import pandas as pd
 import pytest
 from prefect.client.orchestration import get_client
@@ -15,8 +16,8 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterNam
 
 from flows.monitoring import monitoring_flow
 from flows.training import training_flow
-from mlops_core import registry
-from mlops_core.prediction_log import engine_for, predictions
+from mlops_core import db, migrations, registry, security_log
+from mlops_core.prediction_log import engine_for, predictions, record_ground_truth
 from stages.data.generator import ENTITY_ID, TARGET, TIMESTAMP, generate_day
 from stages.monitoring.history import CheckHistory
 from stages.monitoring.window import MonitoringError
@@ -57,15 +58,27 @@ def _retraining_runs():
         )
 
 
-def log_predictions(settings, frame: pd.DataFrame, *, with_truth=False, when=None, malformed=0) -> None:
-    """Rows as the service writes them: the champion's real predictions on ``frame``."""
+def log_predictions(
+    settings,
+    frame: pd.DataFrame,
+    *,
+    with_truth=False,
+    when=None,
+    malformed=0,
+    version=None,
+    latency_ms=1.0,
+    scores=None,
+) -> list[str]:
+    """Rows as the service writes them: the champion's real predictions on ``frame`` (or ``scores``), logged as
+    ``version`` (default: the champion's); their ids."""
     uri = f"models:/{MODEL}@champion"
     model = mlflow.sklearn.load_model(uri)
+    served = version
     version = registry.connect(settings).get_model_version_by_alias(MODEL, "champion")
     features = frame.drop(columns=[TARGET, ENTITY_ID, TIMESTAMP])
     for name in features.select_dtypes("category"):
         features[name] = features[name].astype(object).where(features[name].notna(), None)
-    proba = model.predict_proba(features)
+    proba = model.predict_proba(features) if scores is None else np.c_[1 - scores, scores]
     when = when or datetime.now(UTC) - timedelta(minutes=5)
     rows = []
     for i, (record, p) in enumerate(zip(features.to_dict("records"), proba, strict=True)):
@@ -75,7 +88,7 @@ def log_predictions(settings, frame: pd.DataFrame, *, with_truth=False, when=Non
                 "prediction_id": str(uuid.uuid4()),
                 "ts": when,
                 "model_name": MODEL,
-                "model_version": int(version.version),
+                "model_version": int(version.version) if served is None else served,
                 "model_semver": version.tags["semver"],
                 "variant": "champion",
                 "input_hash": "x",
@@ -83,20 +96,22 @@ def log_predictions(settings, frame: pd.DataFrame, *, with_truth=False, when=Non
                 "prediction": str(int(p[1] >= 0.5)),
                 "confidence": float(max(p)),
                 "probabilities": {"0": float(p[0]), "1": float(p[1])},
-                "latency_ms": 1.0,
+                "latency_ms": latency_ms,
                 "ground_truth": str(int(frame[TARGET].iloc[i])) if with_truth else None,
+                "ground_truth_ts": when if with_truth else None,
             }
         )
     engine = engine_for(settings.prediction_log_url)
     with engine.begin() as connection:
         connection.execute(predictions.insert(), rows)
     engine.dispose()
+    return [row["prediction_id"] for row in rows]
 
 
 def test_no_drift_triggers_nothing(settings, champion, retrain_deployment):
-    log_predictions(settings, generate_day(date(2026, 11, 9), 2_000, seed=7))
+    log_predictions(settings, generate_day(date(2026, 11, 9), 2_000, seed=7), with_truth=True)
     record = monitoring_flow()
-    assert record.status == "ok", record.reason
+    assert record.status == "ok", record.reason  # no alert of any kind: drift, scores, quality, health, security
     assert record.drift_share < 0.3 and not record.triggered
     assert _retraining_runs() == []
 
@@ -174,3 +189,63 @@ def test_the_report_is_logged_as_html_and_drift_share_is_a_metric(settings, cham
 def test_no_champion_fails_with_the_reason(settings, loan_batches):
     with pytest.raises(MonitoringError, match="no champion"):
         monitoring_flow()
+
+
+def _retrained_or_alerted(record, kind: str) -> None:
+    assert record.status == "alert" and f"{kind}:" in record.reason, record.reason
+
+
+def test_late_labels_are_scored_at_the_next_check_and_alert_on_the_quality_drop(settings, champion, retrain_deployment):
+    day = generate_day(date(2026, 11, 9), 1_000, seed=7, scenario="concept")
+    ids = log_predictions(settings, day)  # the outcomes are not known yet
+    first = monitoring_flow()
+    assert first.status == "ok" and first.quality_drop is None, first.reason
+
+    engine = engine_for(settings.prediction_log_url)  # weeks later, as the service's /feedback records them
+    for prediction_id, truth in zip(ids, day[TARGET], strict=True):
+        assert record_ground_truth(engine, prediction_id, str(int(truth)))
+    engine.dispose()
+    second = monitoring_flow()  # no new predictions: drift is not judged, the labels are
+    _retrained_or_alerted(second, "quality drop")
+    assert second.triggered and second.quality_drop > 0.05 and second.drift_share is None
+    assert f"of v{champion.version} is" in second.reason and "drift not judged: 0 usable rows" in second.reason
+
+
+def test_labels_of_another_version_do_not_count_against_the_champion(settings, champion, retrain_deployment):
+    old = generate_day(date(2026, 11, 9), 1_000, seed=7, scenario="concept")
+    log_predictions(settings, old, with_truth=True, version=int(champion.version) + 100)
+    log_predictions(settings, generate_day(date(2026, 11, 9), 1_000, seed=8))
+    record = monitoring_flow()
+    assert record.status == "ok" and record.quality_drop is None, record.reason
+    client = registry.connect(settings)
+    run = client.search_runs([client.get_experiment_by_name("monitoring").experiment_id])[0]
+    assert f"quality.v{int(champion.version) + 100}.champion.roc_auc" in run.data.metrics  # reported, apart
+
+
+def test_drifted_scores_alert_as_prediction_drift(settings, champion, retrain_deployment):
+    rows = generate_day(date(2026, 11, 9), 1_000, seed=7)  # the inputs do not move, the answers do
+    log_predictions(settings, rows, scores=np.random.default_rng(1).uniform(0.6, 1.0, len(rows)))
+    record = monitoring_flow()
+    _retrained_or_alerted(record, "prediction drift")
+    assert record.triggered and "drift share" not in record.reason
+
+
+def test_slow_answers_alert_without_retraining(settings, champion, retrain_deployment):
+    log_predictions(settings, generate_day(date(2026, 11, 9), 1_000, seed=7), latency_ms=900.0)
+    record = monitoring_flow()
+    _retrained_or_alerted(record, "latency")
+    assert "p99 900 ms > 500 ms" in record.reason and not record.triggered
+    assert _retraining_runs() == []
+
+
+def test_a_burst_of_refused_keys_alerts_as_security_without_retraining(settings, champion, retrain_deployment):
+    engine = db.engine_for(settings.security_log_url, migrations.SECURITY_LOG)
+    probe = {"ts": datetime.now(UTC) - timedelta(minutes=5), "event_type": security_log.INVALID_KEY, "path": "/predict"}
+    with engine.begin() as connection:
+        connection.execute(security_log.security_events.insert(), [probe] * 200)
+    engine.dispose()
+    record = monitoring_flow()
+    _retrained_or_alerted(record, "security")
+    assert "refused keys 200 in one hour" in record.reason and not record.triggered
+    assert "drift not judged: 0 usable rows" in record.reason  # probing with no traffic is still seen
+    assert _retraining_runs() == []

@@ -1,12 +1,14 @@
-"""The monitoring alert and trigger decision, case by case: drift, decay, episodes and the cooldown."""
+"""The monitoring alert and trigger decision, case by case: drift, decay, prediction drift, health, security,
+episodes and the cooldown."""
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from mlops_core.settings import MonitoringSettings
-from stages.monitoring.decision import NO_ALERT_REASON, decide_alert, episode_of
-from stages.monitoring.drift import DriftResult
+from stages.monitoring.decision import NO_ALERT_REASON, check_alerts, decide_alert, episode_of
+from stages.monitoring.drift import DriftResult, PredictionDrift
+from stages.monitoring.health import HealthFigures
 from stages.monitoring.history import CheckRecord
 from stages.monitoring.quality import QualityResult
 
@@ -25,7 +27,14 @@ def quality(drop: float) -> QualityResult:
 def check(status: str, episode: int, hours_ago: float = 1) -> CheckRecord:
     at = NOW - timedelta(hours=hours_ago)
     return CheckRecord(
-        checked_at=at, model="m", window_start=at, window_end=at, status=status, episode=episode, reason=""
+        checked_at=at,
+        model="m",
+        window_start=at,
+        window_end=at,
+        status=status,
+        episode=episode,
+        retraining_alert=status == "alert",
+        reason="",
     )
 
 
@@ -187,3 +196,90 @@ def test_alert_decision_cases(
 )
 def test_episodes(last, alert, triggered, expected):
     assert episode_of(last, alert, triggered) == expected
+
+
+def health(**changes) -> HealthFigures:
+    normal = dict(
+        requests=1_000,
+        latency_p99_ms=40.0,
+        client_error_rate=0.01,
+        rate_limited_rate=0.0,
+        server_error_rate=0.0,
+        refused_keys_per_hour=1,
+        rate_limited_per_hour=0,
+    )
+    return HealthFigures(**{**normal, **changes})
+
+
+SCORES_QUIET = PredictionDrift(psi=0.02, critical_value=0.05, rows=1_000, drifted=False)
+SCORES_DRIFTED = PredictionDrift(psi=0.4, critical_value=0.05, rows=1_000, drifted=True)
+
+
+@pytest.mark.parametrize(
+    ("case", "scores", "figures", "kinds", "cause", "says"),
+    [
+        ("a normal window", SCORES_QUIET, health(), [], None, NO_ALERT_REASON),
+        ("scores drifted", SCORES_DRIFTED, health(), ["prediction drift"], "prediction drift", "score PSI 0.400 > 0.1"),
+        ("slow answers", SCORES_QUIET, health(latency_p99_ms=900.0), ["latency"], None, "p99 900 ms > 500 ms"),
+        ("no answers: no latency", SCORES_QUIET, health(latency_p99_ms=None), [], None, NO_ALERT_REASON),
+        ("4xx", SCORES_QUIET, health(client_error_rate=0.2), ["errors"], None, "4xx 20.0% > 5.0% of 1000"),
+        ("5xx", SCORES_QUIET, health(server_error_rate=0.02), ["errors"], None, "5xx 2.0% > 1.0%"),
+        ("429", SCORES_QUIET, health(rate_limited_rate=0.1), ["errors"], None, "429 10.0% > 5.0%"),
+        (
+            "probing",
+            SCORES_QUIET,
+            health(refused_keys_per_hour=120),
+            ["security"],
+            None,
+            "refused keys 120 in one hour >= 30",
+        ),
+        (
+            "scores drifted while probed",
+            SCORES_DRIFTED,
+            health(rate_limited_per_hour=500),
+            ["prediction drift", "security"],
+            "prediction drift",
+            "rate-limit refusals 500 in one hour >= 300",
+        ),
+    ],
+)
+def test_prediction_drift_health_and_security_alerts(case, scores, figures, kinds, cause, says):
+    decision = decide_alert(
+        drift(0.0),
+        None,
+        POLICY,
+        last_check=check("ok", 2),
+        last_episode_triggered=False,
+        last_trigger_at=None,
+        now=NOW,
+        prediction_drift=scores,
+        health=figures,
+    )
+    assert [a.kind for a in decision.alerts] == kinds, case
+    assert decision.alert == bool(kinds) and decision.cause == cause, case
+    assert decision.triggers_retraining == (cause is not None), case  # health and security only alert
+    assert decision.episode == (3 if cause else 2), case  # ... and open no retraining episode
+    assert says in decision.reason, case
+
+
+def test_a_health_alert_between_two_drift_episodes_does_not_join_them():
+    after_health_alert = check("alert", 4)
+    after_health_alert.retraining_alert = False
+    decision = decide_alert(
+        drift(0.5),
+        None,
+        POLICY,
+        last_check=after_health_alert,
+        last_episode_triggered=True,
+        last_trigger_at=NOW - timedelta(hours=24),
+        now=NOW,
+    )
+    assert decision.episode == 5 and decision.triggers_retraining
+
+
+def test_without_enough_rows_for_drift_labels_and_the_service_still_alert():
+    assert [a.kind for a in check_alerts(None, quality(0.1), POLICY, None, health(latency_p99_ms=900.0))] == [
+        "quality drop",
+        "latency",
+    ]
+    assert check_alerts(None, None, POLICY, None, health()) == []
