@@ -16,6 +16,7 @@ from services.inputs import FieldRule
 from services.models import ServedModel
 from services.page import DOCS_PATH
 
+ENTITY_EXAMPLE = 101  # the entity id the /predict_entity example names (an id the generator's data could hold)
 _JSON_TYPES = {"number": "number", "integer": "integer", "string": "string", "boolean": "boolean"}
 
 
@@ -262,7 +263,7 @@ def document(model: ServedModel | None, settings: Settings) -> dict[str, Any]:
                         "required": [entity_key],
                         "additionalProperties": False,
                     },
-                    {entity_key: 101},
+                    {entity_key: ENTITY_EXAMPLE},
                 ),
                 "responses": _responses(
                     "200",
