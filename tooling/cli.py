@@ -102,6 +102,12 @@ def _local_state(
     os.environ.setdefault("PREFECT_HOME", str(get_settings().prefect_home))
 
 
+def _prefect_home() -> None:
+    """Create the state directory's Prefect home before a flow runs: Prefect's temporary server makes only the
+    last level of it, and a new MLOPS_STATE_DIR otherwise ends in "unable to open database file"."""
+    get_settings().prefect_home.mkdir(parents=True, exist_ok=True)
+
+
 def _today() -> date:
     return datetime.now(UTC).date()
 
@@ -168,6 +174,7 @@ def train(
     """Run the training flow in this process (against the configured Prefect API, or an ephemeral one)."""
     from flows.training import training_flow
 
+    _prefect_home()
     outcome = training_flow(data_source=data_source, window_days=window_days)
     version = outcome.registered
     typer.echo(
@@ -196,6 +203,7 @@ def promote(
     from flows.promotion import promotion_flow
     from stages.promotion.aliases import PromotionError
 
+    _prefect_home()
     try:
         decision = promotion_flow(
             version=version, force=force, reason=reason, requested_by=by, alias=alias.value if alias else None
@@ -215,6 +223,7 @@ def rollback(
     from flows.rollback import rollback_flow
     from stages.promotion.aliases import PromotionError
 
+    _prefect_home()
     try:
         decision = rollback_flow(reason=reason, to_version=to, requested_by=by)
     except PromotionError as exc:
@@ -324,8 +333,7 @@ def revoke_key(key_id: Annotated[str, typer.Argument(help="The key id shown by c
     from mlops_core.api_keys import KeyStore
 
     if not KeyStore(get_settings().keys_url).revoke(key_id):
-        typer.echo(f"no active key with id {key_id!r}", err=True)
-        raise typer.Exit(1)
+        raise UserError(f"no active key with id {key_id!r}", "'mlops keys list' shows the key ids")
     typer.echo(f"revoked {key_id}")
 
 
@@ -423,7 +431,9 @@ def features_get(entity_id: Annotated[int, typer.Argument(help="The entity id, e
 
     try:
         found = _repository().lookup(entity_id)
-    except (UnknownEntity, FeatureStoreError) as exc:
+    except UnknownEntity as exc:
+        raise UserError(str(exc), "check the id, or store its values with 'mlops features update'") from exc
+    except FeatureStoreError as exc:
         raise _fail(exc) from exc
     typer.echo(json.dumps({"entity_id": entity_id, "as_of": str(found.as_of), **found.values}, default=str))
 
@@ -438,7 +448,9 @@ def features_update(
 
     try:
         updated = _repository().update(entity_id, parse_assignments(values))
-    except (InvalidFeatures, FeatureStoreError, ValueError) as exc:
+    except (InvalidFeatures, ValueError) as exc:
+        raise UserError(str(exc), "give --set NAME=VALUE with a feature name and a value of its type") from exc
+    except FeatureStoreError as exc:
         raise _fail(exc) from exc
     typer.echo(f"updated {entity_id} as of {updated.as_of.isoformat()}")
 
