@@ -135,7 +135,9 @@ class ServiceSettings(BaseModel):
     security_log_url: str | None = Field(default=None, description="SQLAlchemy URL of the security event log.")
     poll_seconds: float = Field(default=10.0, gt=0, description="How often each worker asks the registry.")
     open_paths: list[str] = Field(
-        default=["/livez", "/readyz", "/healthz", "/metrics"], description="Paths served without an API key."
+        default=["/livez", "/readyz", "/healthz", "/metrics", "/", "/docs", "/openapi.json"],
+        description="Paths served without an API key; leave out /docs and /openapi.json to close the service "
+        "page (Swagger UI at /docs, its assets follow /docs) and the OpenAPI document.",
     )
     request_timeout_seconds: float = Field(default=30.0, gt=0)
     startup_load_seconds: float = Field(

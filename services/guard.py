@@ -28,6 +28,7 @@ from mlops_core import api_keys, db, migrations, redis_store, security_log
 from mlops_core.api_keys import ActiveKey, KeyStore
 from mlops_core.prediction_log import GroupWriter, utc_now
 from mlops_core.settings import Settings
+from services import page
 
 KEY_REFRESH_SECONDS = 2.0
 UNSEEN_KEY_RECHECK_SECONDS = 0.25
@@ -280,9 +281,11 @@ class Guard:
         self.app = app
         self.runtime = runtime()
         self.open_paths = frozenset(self.runtime.settings.service.open_paths)
+        self.page_open = page.DOCS_PATH in self.open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.open_paths:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in self.open_paths or (self.page_open and page.is_page_path(path)):
             await self._pass(scope, receive, send)
             return
         rt = self.runtime

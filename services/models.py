@@ -16,6 +16,7 @@ blue-green colour stages a version before traffic reaches it (``tooling/bluegree
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import threading
@@ -38,6 +39,8 @@ from mlops_core.settings import Settings
 from services import onnx_model
 from services.inputs import FieldRule, build_rules, frame_of
 
+EXAMPLE_ROWS = 2  # rows of the input example shown in the OpenAPI document (one for /predict, both for a batch)
+
 logger = logging.getLogger("mlops.service.models")
 
 
@@ -52,6 +55,7 @@ class ServedModel:
     loaded_at: datetime
     onnx: onnx_model.OnnxPipeline | None = None
     runtime: str = "scikit-learn"  # what scores the rows, and why not ONNX Runtime when it is not
+    example: list[dict[str, Any]] = field(default_factory=list)  # input example rows, JSON-ready, for the docs
 
     def predict_proba(self, rows: list[dict[str, Any]]) -> np.ndarray:
         if self.onnx is not None:
@@ -110,6 +114,9 @@ def load_version(
         profile = DatasetProfile.model_validate_json(profile_file.read_text()) if profile_file.exists() else None
     rules = build_rules(meta.signature, profile, headroom)
     onnx, runtime = runtime_for(pipeline, rules, wanted_runtime)
+    if example is None:
+        raise ValueError("the model has no input example to check it on")
+    example = example[[r.name for r in rules]]
     model = ServedModel(
         name=name,
         version=version,
@@ -120,10 +127,10 @@ def load_version(
         loaded_at=datetime.now(UTC),
         onnx=onnx,
         runtime=runtime,
+        # Through pandas' JSON writer: NaN becomes null and numpy scalars plain numbers, as a client sends them.
+        example=json.loads(example.head(EXAMPLE_ROWS).to_json(orient="records")),
     )
-    if example is None:
-        raise ValueError("the model has no input example to check it on")
-    rows = example[[r.name for r in rules]].to_dict(orient="records")
+    rows = example.to_dict(orient="records")
     probabilities = model.predict_proba(rows)
     if probabilities.shape != (len(rows), len(model.classes)) or not np.isfinite(probabilities).all():
         raise ValueError(f"the model answered its input example with {probabilities!r}")

@@ -14,7 +14,9 @@ from mlops_core.prediction_log import VARIANTS
 from mlops_core.settings import Settings
 from services.inputs import FieldRule
 from services.models import ServedModel
+from services.page import DOCS_PATH
 
+ENTITY_EXAMPLE = 101  # the entity id the /predict_entity example names (an id the generator's data could hold)
 _JSON_TYPES = {"number": "number", "integer": "integer", "string": "string", "boolean": "boolean"}
 
 
@@ -77,8 +79,11 @@ _BODY_ERRORS = (
 )
 
 
-def _json_request(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+def _json_request(schema: dict[str, Any], example: Any = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"schema": schema}
+    if example is not None:
+        body["example"] = example
+    return {"required": True, "content": {"application/json": body}}
 
 
 def document(model: ServedModel | None, settings: Settings) -> dict[str, Any]:
@@ -189,18 +194,28 @@ def document(model: ServedModel | None, settings: Settings) -> dict[str, Any]:
         },
         "required": ["prediction_id", "ground_truth", "recorded"],
     }
+    # Examples are the served model's own input example, so "Try it out" sends a row this model accepts.
+    rows = model.example if model else []
+    entity_key = settings.data.entity_id or "entity_id"
+    open_paths = set(service.open_paths)
+
+    def openness(path: str) -> dict[str, Any]:
+        return {"security": []} if path in open_paths else {}
+
     paths = {
         "/predict": {
             "post": {
                 "summary": "Score one row",
-                "requestBody": _json_request(predict_body),
+                "description": "Send the row's fields by name (as in the example), or as "
+                '`{"features": {...}}`, or `{"features": [...]}` in signature order.',
+                "requestBody": _json_request(predict_body, rows[0] if rows else None),
                 "responses": _responses("200", _ref("Prediction"), *_KEY_ERRORS, *_BODY_ERRORS, not_ready),
             }
         },
         "/predict_batch": {
             "post": {
                 "summary": f"Score up to {service.max_batch_rows} rows",
-                "requestBody": _json_request(batch_body),
+                "requestBody": _json_request(batch_body, {"rows": rows} if rows else None),
                 "responses": _responses(
                     "200",
                     {
@@ -217,7 +232,14 @@ def document(model: ServedModel | None, settings: Settings) -> dict[str, Any]:
         "/feedback": {
             "post": {
                 "summary": "Record the ground truth of an earlier prediction",
-                "requestBody": _json_request(feedback_body),
+                "description": "`prediction_id` is the id of an earlier answer of /predict, /predict_batch or "
+                "/predict_entity; `ground_truth` is the class that was observed.",
+                "requestBody": _json_request(
+                    feedback_body,
+                    {"prediction_id": "0b9a1f5e-3c4d-4e8f-9a7b-6c5d4e3f2a1b", "ground_truth": model.classes[0]}
+                    if model
+                    else None,
+                ),
                 "responses": _responses(
                     "200",
                     feedback_answer,
@@ -226,6 +248,47 @@ def document(model: ServedModel | None, settings: Settings) -> dict[str, Any]:
                     ("404", "no logged prediction with this id"),
                     ("409", "the prediction log is off"),
                     ("503", "the prediction log or rate-limit store cannot record (see Retry-After)"),
+                ),
+            }
+        },
+        "/predict_entity": {
+            "post": {
+                "summary": "Score a stored entity with its newest features from the online feature store",
+                "description": f'The body names only the entity: `{{"{entity_key}": <integer>}}`; the answer is '
+                f"the /predict answer with `{entity_key}` and `features_as_of` added.",
+                "requestBody": _json_request(
+                    {
+                        "type": "object",
+                        "properties": {entity_key: {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}},
+                        "required": [entity_key],
+                        "additionalProperties": False,
+                    },
+                    {entity_key: ENTITY_EXAMPLE},
+                ),
+                "responses": _responses(
+                    "200",
+                    {
+                        "allOf": [
+                            _ref("Prediction"),
+                            {
+                                "type": "object",
+                                "properties": {
+                                    entity_key: {"type": "integer"},
+                                    "features_as_of": {"type": ["string", "null"], "format": "date-time"},
+                                },
+                                "required": [entity_key, "features_as_of"],
+                            },
+                        ]
+                    },
+                    *_KEY_ERRORS,
+                    *_BODY_ERRORS[:3],
+                    ("404", "no entity with this id in the feature store"),
+                    ("422", "the body is not one integer entity id, or the stored features miss or break a field"),
+                    (
+                        "503",
+                        "no model loaded yet, the online feature store cannot be read, or the prediction log or "
+                        "rate-limit store cannot record (see Retry-After)",
+                    ),
                 ),
             }
         },
@@ -256,11 +319,28 @@ def document(model: ServedModel | None, settings: Settings) -> dict[str, Any]:
             }
         },
     }
+    paths["/openapi.json"] = {
+        "get": {
+            "summary": "This document, for the model being served now",
+            **openness("/openapi.json"),
+            "responses": {"200": {"description": "the OpenAPI 3.1 document", "content": {"application/json": {}}}},
+        }
+    }
+    paths[DOCS_PATH] = {
+        "get": {
+            "summary": "This page: Swagger UI over /openapi.json (GET / redirects here)",
+            **openness(DOCS_PATH),
+            "responses": {"200": {"description": "the HTML page", "content": {"text/html": {}}}},
+        }
+    }
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "mlops prediction service",
             "version": f"{model.name} {model.version} ({model.semver})" if model else "no model loaded",
+            "description": "Predictions from the registered champion model. Send an API key as "
+            "`Authorization: Bearer <key>` or `X-API-Key` (Authorize, above); the examples are the served "
+            "model's own input example. Liveness at /livez, readiness with reasons at /readyz, metrics at /metrics.",
         },
         "paths": paths,
         "security": [{"ApiKey": []}, {"Bearer": []}],

@@ -44,6 +44,7 @@ from services.guard import Guard
 from services.inputs import NonFinite, Problem, check_row, json_features
 from services.models import ServedModel
 from services.openapi import document
+from services.page import ServicePage
 from services.runtime import CHALLENGER_FAULTS, LOG_SECONDS, PREDICTIONS, REFUSED, runtime
 from services.variants import CHALLENGER, CHAMPION, SHADOW, ChallengerFault, assign, assignment_unit, challenger_scores
 
@@ -476,3 +477,5 @@ class PredictionService:
 # The first added is the outer one: the access log also sees what the guard refuses.
 PredictionService.add_asgi_middleware(access_log.AccessLog)
 PredictionService.add_asgi_middleware(Guard, runtime=runtime)
+# Inside the guard: the page is open or closed by the same open_paths setting as every other route.
+PredictionService.add_asgi_middleware(ServicePage)

@@ -2,18 +2,83 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import os
+import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, get_args
 
 import typer
 
-from mlops_core.settings import get_settings
-from stages.features.training_sets import materialize
+from mlops_core.settings import BlueGreenSettings, ExperimentSettings, PromotionSettings, get_settings
+from stages.data.generator import Scenario
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+USER_ERROR_EXIT = 2  # what click answers a usage error with; user errors found later answer the same
+UNEXPECTED_EXIT = 1
+
+
+class UserError(Exception):
+    """A mistake the user can correct: shown as one line naming the problem and the fix, exit code 2."""
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(f"{problem.rstrip('.')}; {fix}")
+
+
+def _choices(name: str, values: tuple[str, ...]) -> type[enum.Enum]:
+    """An enum of the allowed values, so click refuses anything else while parsing, before a command runs."""
+    return enum.Enum(name, [(value, value) for value in values], type=str)  # type: ignore[return-value]
+
+
+# The choices come from the settings' own Literal types and the generator's, so they are defined once.
+ServingModeChoice = _choices("ServingModeChoice", get_args(ExperimentSettings.model_fields["mode"].annotation))
+AliasChoice = _choices("AliasChoice", get_args(PromotionSettings.model_fields["mode"].annotation))
+RouterChoice = _choices("RouterChoice", get_args(BlueGreenSettings.model_fields["router"].annotation))
+ScenarioChoice = _choices("ScenarioChoice", get_args(Scenario))
+NO_DRIFT = ScenarioChoice("none")
+
+
+def _one_line(message: str) -> str:
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
+class _App(typer.Typer):
+    """Runs the commands and turns every error into one line on stderr; ``mlops --debug`` shows tracebacks."""
+
+    debug = False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            result = super().__call__(*args, standalone_mode=False, **kwargs)
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            sys.exit(130)
+        except typer.TyperException as exc:  # options and arguments: unknown, missing, not one of the choices
+            if type(exc).__name__ == "NoArgsIsHelpError":  # typer has printed the help already (its own test, too)
+                sys.exit(USER_ERROR_EXIT)
+            if self.debug:
+                raise
+            command = exc.ctx.command_path if getattr(exc, "ctx", None) else "mlops"
+            # typer words a refused choice as pydantic does ("Value error, 'x' is not one of ..."); the prefix says nothing.
+            message = _one_line(exc.format_message()).replace("Value error, ", "").rstrip(".")
+            typer.echo(f"error: {message}; see '{command} --help'", err=True)
+            sys.exit(USER_ERROR_EXIT)
+        except UserError as exc:
+            if self.debug:
+                raise
+            typer.echo(f"error: {_one_line(str(exc))}", err=True)
+            sys.exit(USER_ERROR_EXIT)
+        except Exception as exc:
+            if self.debug:
+                raise
+            first = _one_line(str(exc).split("\n", 1)[0]) or "no message"
+            typer.echo(f"error: {type(exc).__name__}: {first} (run 'mlops --debug ...' for the traceback)", err=True)
+            sys.exit(UNEXPECTED_EXIT)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+app = _App(no_args_is_help=True, add_completion=False, help=__doc__)
 data_app = typer.Typer(no_args_is_help=True, help="Generate and inspect training data.")
 gx_app = typer.Typer(no_args_is_help=True, help="The Great Expectations gate.")
 app.add_typer(data_app, name="data")
@@ -29,9 +94,18 @@ app.add_typer(db_app, name="db")
 
 
 @app.callback()
-def _local_state() -> None:
+def _local_state(
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")] = False,
+) -> None:
     """Keep Prefect's local database under the project's state directory unless configured otherwise."""
+    app.debug = debug
     os.environ.setdefault("PREFECT_HOME", str(get_settings().prefect_home))
+
+
+def _prefect_home() -> None:
+    """Create the state directory's Prefect home before a flow runs: Prefect's temporary server makes only the
+    last level of it, and a new MLOPS_STATE_DIR otherwise ends in "unable to open database file"."""
+    get_settings().prefect_home.mkdir(parents=True, exist_ok=True)
 
 
 def _today() -> date:
@@ -45,7 +119,7 @@ def generate(
     start: Annotated[
         datetime | None, typer.Option(formats=["%Y-%m-%d"], help="First day; default: DAYS days before today.")
     ] = None,
-    scenario: Annotated[str, typer.Option(help="none | covariate | concept")] = "none",
+    scenario: Annotated[ScenarioChoice, typer.Option(help="How the data drifts.")] = NO_DRIFT,
     strength: Annotated[float, typer.Option(min=0.0, help="Drift strength (1 = the intended scenario).")] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed and dates give the same data.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Directory; default: the configured data source.")] = None,
@@ -53,12 +127,10 @@ def generate(
     """Write dated Parquet batches of synthetic loan applications."""
     from stages.data.generator import write_batches
 
-    if scenario not in ("none", "covariate", "concept"):
-        raise typer.BadParameter(f"unknown scenario {scenario!r}", param_hint="--scenario")
     first = start.date() if start else _today() - timedelta(days=days)
     directory = out or get_settings().data_source
     paths = write_batches(
-        directory, rows=rows, days=days, start=first, seed=seed, scenario=scenario, drift_strength=strength
+        directory, rows=rows, days=days, start=first, seed=seed, scenario=scenario.value, drift_strength=strength
     )
     typer.echo(f"wrote {rows:,} rows in {len(paths)} batches to {directory} ({paths[0].name} .. {paths[-1].name})")
 
@@ -67,21 +139,28 @@ def generate(
 def init_suite(
     data: Annotated[Path, typer.Option(help="Trusted reference data: a batch directory or a CSV/Parquet file.")],
     suite: Annotated[str | None, typer.Option(help="Suite name; default: the configured suite.")] = None,
+    target: Annotated[
+        str | None, typer.Option(help="The label column; default: the configured one (MLOPS_DATA__TARGET).")
+    ] = None,
     min_rows: Annotated[int, typer.Option(min=1, help="Fewest rows a training window may have.")] = 100,
 ) -> None:
     """Create the expectation suite and its checkpoint once, from reference data; commit the result."""
-    from stages.data.loading import load_window
+    from stages.data.loading import DataLoadError, load_window
     from stages.data.validation import create_suite
 
+    if not data.exists():
+        raise UserError(f"no file or directory at {data}", "pass --data a CSV or Parquet file or a batch directory")
     settings = get_settings()
-    loaded = load_window(
-        data, target=settings.data.target, entity_id=settings.data.entity_id, timestamp=settings.data.timestamp
-    )
+    target = target or settings.data.target
+    try:
+        loaded = load_window(data, target=target, entity_id=settings.data.entity_id, timestamp=settings.data.timestamp)
+    except DataLoadError as exc:
+        raise UserError(str(exc), "name the label column with --target, or point --data at other data") from exc
     path = create_suite(
         settings.validation.context_dir,
         suite or settings.validation.suite,
         loaded.frame,
-        target=settings.data.target,
+        target=target,
         min_rows=min_rows,
     )
     typer.echo(f"created {path} from {loaded.rows:,} rows")
@@ -95,6 +174,7 @@ def train(
     """Run the training flow in this process (against the configured Prefect API, or an ephemeral one)."""
     from flows.training import training_flow
 
+    _prefect_home()
     outcome = training_flow(data_source=data_source, window_days=window_days)
     version = outcome.registered
     typer.echo(
@@ -117,14 +197,17 @@ def promote(
     force: Annotated[bool, typer.Option(help="Skip the metric gate (recorded as forced, with --reason).")] = False,
     reason: Annotated[str, typer.Option(help="Why; required with --force.")] = "",
     by: Annotated[str | None, typer.Option(help="Who asks; default: the current user.")] = None,
-    alias: Annotated[str | None, typer.Option(help="champion or challenger; default: from settings.")] = None,
+    alias: Annotated[AliasChoice | None, typer.Option(help="Alias to move; default: from settings.")] = None,
 ) -> None:
     """Run the promotion flow: gate VERSION against the champion and move the alias when it passes."""
     from flows.promotion import promotion_flow
     from stages.promotion.aliases import PromotionError
 
+    _prefect_home()
     try:
-        decision = promotion_flow(version=version, force=force, reason=reason, requested_by=by, alias=alias)
+        decision = promotion_flow(
+            version=version, force=force, reason=reason, requested_by=by, alias=alias.value if alias else None
+        )
     except PromotionError as exc:
         raise typer.BadParameter(str(exc)) from exc
     _echo_decision(decision)
@@ -140,6 +223,7 @@ def rollback(
     from flows.rollback import rollback_flow
     from stages.promotion.aliases import PromotionError
 
+    _prefect_home()
     try:
         decision = rollback_flow(reason=reason, to_version=to, requested_by=by)
     except PromotionError as exc:
@@ -163,7 +247,9 @@ def history() -> None:
 
 @app.command("serving-mode")
 def serving_mode(
-    mode: Annotated[str, typer.Argument(help="champion | ab | shadow")],
+    mode: Annotated[
+        ServingModeChoice, typer.Argument(help="Who answers: the champion alone, an A/B split, or shadow.")
+    ],
     share: Annotated[
         float | None, typer.Option(min=0.0, max=1.0, help="Share of A/B callers the challenger answers.")
     ] = None,
@@ -178,11 +264,11 @@ def serving_mode(
     client = registry.connect(settings)
     try:
         registry.set_serving_mode(
-            client, settings.mlflow.registered_model, mode, share, actor=current_actor(), reason=reason
+            client, settings.mlflow.registered_model, mode.value, share, actor=current_actor(), reason=reason
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    typer.echo(f"serving mode {mode} (challenger share {share}) for {settings.mlflow.registered_model}")
+    typer.echo(f"serving mode {mode.value} (challenger share {share}) for {settings.mlflow.registered_model}")
 
 
 @app.command()
@@ -194,7 +280,7 @@ def demo(
     settings = get_settings()
     source = settings.data_source
     if not source.exists() or not any(source.iterdir()):
-        generate(rows=rows, days=days, start=None, scenario="none", strength=1.0, seed=0, out=source)
+        generate(rows=rows, days=days, start=None, scenario=NO_DRIFT, strength=1.0, seed=0, out=source)
     train(data_source=None, window_days=None)
     typer.echo(f"state: {settings.state_dir}  (MLflow UI: mlflow ui --backend-store-uri {settings.tracking_uri})")
 
@@ -247,8 +333,7 @@ def revoke_key(key_id: Annotated[str, typer.Argument(help="The key id shown by c
     from mlops_core.api_keys import KeyStore
 
     if not KeyStore(get_settings().keys_url).revoke(key_id):
-        typer.echo(f"no active key with id {key_id!r}", err=True)
-        raise typer.Exit(1)
+        raise UserError(f"no active key with id {key_id!r}", "'mlops keys list' shows the key ids")
     typer.echo(f"revoked {key_id}")
 
 
@@ -330,6 +415,7 @@ def features_materialize(
 ) -> None:
     """Load the newest offline value per entity, stamped since SINCE, into the online store."""
     from mlops_core.features import FeatureStoreError
+    from stages.features.training_sets import materialize
 
     try:
         materialize(_repository(), since.replace(tzinfo=UTC))
@@ -345,7 +431,9 @@ def features_get(entity_id: Annotated[int, typer.Argument(help="The entity id, e
 
     try:
         found = _repository().lookup(entity_id)
-    except (UnknownEntity, FeatureStoreError) as exc:
+    except UnknownEntity as exc:
+        raise UserError(str(exc), "check the id, or store its values with 'mlops features update'") from exc
+    except FeatureStoreError as exc:
         raise _fail(exc) from exc
     typer.echo(json.dumps({"entity_id": entity_id, "as_of": str(found.as_of), **found.values}, default=str))
 
@@ -360,7 +448,9 @@ def features_update(
 
     try:
         updated = _repository().update(entity_id, parse_assignments(values))
-    except (InvalidFeatures, FeatureStoreError, ValueError) as exc:
+    except (InvalidFeatures, ValueError) as exc:
+        raise UserError(str(exc), "give --set NAME=VALUE with a feature name and a value of its type") from exc
+    except FeatureStoreError as exc:
         raise _fail(exc) from exc
     typer.echo(f"updated {entity_id} as of {updated.as_of.isoformat()}")
 
@@ -396,23 +486,21 @@ bluegreen_app = typer.Typer(
 )
 app.add_typer(bluegreen_app, name="bluegreen")
 RouterOption = Annotated[
-    str | None, typer.Option("--router", help="local | kubernetes; default: MLOPS_BLUEGREEN__ROUTER.")
+    RouterChoice | None, typer.Option("--router", help="Where the colours run; default: MLOPS_BLUEGREEN__ROUTER.")
 ]
 
 
-def _router(name: str | None):
+def _router(choice: RouterChoice | None):
     from tooling.traffic import router_for
 
     settings = get_settings()
-    if name is not None:
-        if name not in ("local", "kubernetes"):
-            typer.echo(f"switch refused: unknown router {name!r} (local | kubernetes)", err=True)
-            raise typer.Exit(2)
-        settings = settings.model_copy(update={"bluegreen": settings.bluegreen.model_copy(update={"router": name})})
+    if choice is not None:
+        bluegreen = settings.bluegreen.model_copy(update={"router": choice.value})
+        settings = settings.model_copy(update={"bluegreen": bluegreen})
     return settings, router_for(settings)
 
 
-def _run_switch(router_name: str | None, version: int | None, reason: str, by: str | None) -> None:
+def _run_switch(router_name: RouterChoice | None, version: int | None, reason: str, by: str | None) -> None:
     from tooling.bluegreen import switch
     from tooling.traffic import SwitchError
 

@@ -10,13 +10,18 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
 from mlops_core import registry
 from mlops_core.api_keys import ADMIN, KeyStore
+from mlops_core.features import FeatureRepository
 from mlops_core.settings import Settings
+from services.openapi import ENTITY_EXAMPLE
+from stages.data.generator import generate_day
+from stages.features.training_sets import materialize, write_offline
 from tests.service.conftest import (  # noqa: F401  (fixtures shared with the service tests)
     Server,
     feature_rows,
@@ -28,6 +33,8 @@ from tests.service.conftest import (  # noqa: F401  (fixtures shared with the se
 )
 from tests.service.training import register_model
 
+# Applicants in the online feature store of the reliability service, the documented example's id among them.
+ENTITY_IDS = (ENTITY_EXAMPLE, ENTITY_EXAMPLE + 1, ENTITY_EXAMPLE + 2)
 SCALE = float(os.environ.get("MLOPS_RELIABILITY_SCALE", "1"))
 FIGURES = pytest.StashKey[dict[str, dict[str, object]]]()
 
@@ -62,10 +69,17 @@ class World:
     store: KeyStore
 
 
-def serve_champion(root: Path, tracking_uri: str | None = None, **overrides: str) -> World:
-    """Register one version as champion, create keys, start ``bentoml serve`` (2 workers) on it."""
+def serve_champion(
+    root: Path, tracking_uri: str | None = None, *, entities: tuple[int, ...] = (), **overrides: str
+) -> World:
+    """Register one version as champion, create keys, start ``bentoml serve`` (2 workers) on it.
+
+    ``entities``: applicant ids put in the online feature store first, so /predict_entity can answer them.
+    """
     settings = registry_settings(root / "state", tracking_uri)
     version = register_model(settings, root / "data", seed=11)
+    if entities:
+        store_entities(settings, entities)
     registry.connect(settings).set_registered_model_alias(
         settings.mlflow.registered_model, registry.CHAMPION, str(version)
     )
@@ -82,10 +96,22 @@ def serve_champion(root: Path, tracking_uri: str | None = None, **overrides: str
     return World(server, settings, keys, store)
 
 
+def store_entities(settings: Settings, ids: tuple[int, ...]) -> None:
+    """Generated applicants with these ids, written offline and materialised into the online store."""
+    applicants = generate_day(date(2026, 11, 1), len(ids), seed=9)
+    applicants["applicant_id"] = list(ids)
+    features = FeatureRepository(settings)
+    features.apply()
+    write_offline(features, applicants, "application_ts")
+    materialize(features, datetime(2026, 10, 31, tzinfo=UTC))
+
+
 @pytest.fixture(scope="package")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """One service for fuzzing, load and security probes; the registry is a SQLite store in its state dir."""
-    served = serve_champion(tmp_path_factory.mktemp("reliability"), MLOPS_SERVICE__MAX_BATCH_ROWS="50")
+    served = serve_champion(
+        tmp_path_factory.mktemp("reliability"), entities=ENTITY_IDS, MLOPS_SERVICE__MAX_BATCH_ROWS="50"
+    )
     try:
         yield served
     finally:

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.slow
 OPERATIONS = [
     ("POST", "/predict"),
     ("POST", "/predict_batch"),
+    ("POST", "/predict_entity"),  # over the applicants the world put in the online feature store
     ("POST", "/feedback"),
     ("POST", "/admin/reload"),
     ("GET", "/readyz"),

@@ -21,18 +21,20 @@ pytestmark = pytest.mark.slow
 ENDPOINTS = [
     ("POST", "/predict"),
     ("POST", "/predict_batch"),
+    ("POST", "/predict_entity"),
     ("POST", "/feedback"),
     ("POST", "/admin/reload"),
-    ("GET", "/openapi.json"),
     ("GET", "/docs.json"),
-    ("GET", "/"),
-]
+]  # /, /docs (with its assets) and /openapi.json are open by default: tests/service/test_service_page.py
 TRAVERSALS = [
     "/../../../../etc/passwd",
     "/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
     "/static_content/../../../../etc/passwd",
     "/docs.json/..%2f..%2f..%2fetc%2fpasswd",
     "/predict/../admin/reload",
+    "/docs/../../../../etc/passwd",
+    "/docs/%2e%2e/%2e%2e/etc/passwd",
+    "/docs/swagger-ui.css/../../admin/reload",
     "/..;/..;/etc/passwd",
 ]
 
