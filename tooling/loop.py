@@ -210,6 +210,17 @@ def _last_check(settings: Settings, since: datetime) -> dict[str, Any]:
     return record.model_dump(mode="json")
 
 
+def _retraining_since(settings: Settings, since: datetime) -> str | None:
+    """The retraining a check triggered since ``since``: the deployment's hourly schedule may have checked the
+    drifted traffic first, and then the loop's own check only reports that its episode already triggered."""
+    from stages.monitoring.history import CheckHistory
+
+    record = CheckHistory(settings.monitoring_state_url).last_trigger(settings.mlflow.registered_model)
+    if record is None or record.checked_at.replace(tzinfo=record.checked_at.tzinfo or UTC) < since:
+        return None
+    return record.retraining_run_id
+
+
 def _evidently_report(settings: Settings, mlflow_url: str) -> str:
     """Where the newest monitoring run's Evidently HTML report can be browsed in the MLflow UI."""
     from mlops_core import registry
@@ -300,6 +311,7 @@ def run_loop(
     world_file.write_text(json.dumps({"drift_strength": strength}))
     step(f"new data arrived: {drift_days} daily batches from {drift_start} with covariate shift {strength}")
     step(f"sending {drift_requests} requests of drifted traffic")
+    drift_arrived = datetime.now(UTC)
     drifted = _feature_rows(drift_start, drift_requests, strength, seed=2)
     traffic.burst("drifted", drifted)
 
@@ -313,9 +325,10 @@ def run_loop(
     stop = threading.Event()
     stream = traffic.stream(drifted, stop)
     try:
-        if check.get("retraining_run_id"):
-            summary.retraining_run = check["retraining_run_id"]
-            step(f"training/retrain triggered by the check; waiting for flow run {summary.retraining_run}")
+        retraining_run = check.get("retraining_run_id") or _retraining_since(settings, drift_arrived)
+        if retraining_run:
+            summary.retraining_run = retraining_run
+            step(f"training/retrain triggered by the drift episode; waiting for flow run {summary.retraining_run}")
             run = _wait_flow_run(summary.retraining_run, "retraining")
             summary.retraining_run_name = run.name
             new_champion = _champion(settings)
