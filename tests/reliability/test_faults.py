@@ -64,8 +64,8 @@ def prediction_log_is_whole(world: World) -> int:
 
 
 def test_sigkill_of_a_worker_under_load(served: World, feature_rows, figures) -> None:
-    before = workers(served)
-    assert len(before) == 2, before
+    # A worker takes connections only once its model is loaded: wait until both answer.
+    before = wait_until(lambda: seen if len(seen := workers(served)) == 2 else None, 120, "both workers answering")
     champion = readiness(served)["model"]["version"]
     victim = min(before)
     with Background(served.server.url, served.keys["user"], feature_rows) as load:
