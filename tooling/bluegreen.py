@@ -41,7 +41,7 @@ from mlflow.models import Model
 from mlops_core import registry
 from mlops_core.api_keys import KeyStore
 from mlops_core.settings import Settings
-from stages.promotion.aliases import alias_version, current_actor
+from stages.promotion.aliases import alias_transaction, alias_version, clear_challenger_if, current_actor
 from stages.promotion.audit import AliasMove, AuditLog
 from tooling import processes
 from tooling.traffic import FIRST_COLOUR, POLL_SECONDS, Colour, Endpoint, Router, SwitchError, other
@@ -284,11 +284,10 @@ def _move_together(
 ) -> None:
     """Record the move, set ``champion`` and route the traffic in one audit transaction; undo the alias on failure."""
     model = settings.mlflow.registered_model
-    audit = AuditLog(settings.audit_url)
-    restore: list[tuple[str, int | None]] = []  # aliases to put back, newest last
     routed = False
     try:
-        with audit.exclusive(model) as connection:
+        # The promotion stage's alias transaction: each move recorded before the alias is set, all undone on failure.
+        with alias_transaction(client, AuditLog(settings.audit_url), model) as moves:
             holder = alias_version(client, model, registry.CHAMPION)
             report.previous_champion = int(holder.version) if holder is not None else None
             if report.previous_champion != report.version:
@@ -298,8 +297,7 @@ def _move_together(
                     "previous_colour": report.previous_colour,
                     "smoke": asdict(report.smoke),
                 }
-                report.audit_id = AuditLog.record(
-                    connection,
+                report.audit_id = moves.move(
                     AliasMove(
                         model=model,
                         alias=registry.CHAMPION,
@@ -310,31 +308,16 @@ def _move_together(
                         actor=actor,
                         reason=f"blue-green {report.action} to {report.colour}: {reason}",
                         details=details,
-                    ),
+                    )
                 )
-                client.set_registered_model_alias(model, registry.CHAMPION, str(report.version))
-                restore.append((registry.CHAMPION, report.previous_champion))
-                challenger = alias_version(client, model, registry.CHALLENGER)
-                if challenger is not None and int(challenger.version) == report.version:
-                    AuditLog.record(
-                        connection,
-                        AliasMove(
-                            model=model, alias=registry.CHALLENGER, from_version=report.version, to_version=None,
-                            action="clear", actor=actor, reason=f"version {report.version} went live on {report.colour}",
-                        ),
-                    )  # fmt: skip
-                    client.delete_registered_model_alias(model, registry.CHALLENGER)
-                    restore.append((registry.CHALLENGER, report.version))
+                clear_challenger_if(
+                    moves, model, report.version, actor, None, f"version {report.version} went live on {report.colour}"
+                )
             router.route(report.colour)
             routed = True
     except BaseException as exc:  # an interrupt too: the alias must not stay moved without its record
         if routed and report.previous_colour is not None:
             router.route(report.previous_colour)
-        for alias, version in reversed(restore):
-            if version is None:
-                client.delete_registered_model_alias(model, alias)
-            else:
-                client.set_registered_model_alias(model, alias, str(version))
         if isinstance(exc, SwitchError) or not isinstance(exc, Exception):
             raise
         raise SwitchError(f"traffic and alias not moved: {type(exc).__name__}: {exc}") from exc

@@ -140,9 +140,9 @@ def _record_on_version(client: MlflowClient, decision: PromotionDecision) -> Non
 
 
 @contextmanager
-def _alias_transaction(client: MlflowClient, audit: AuditLog, model: str) -> Iterator[_AliasMoves]:
+def alias_transaction(client: MlflowClient, audit: AuditLog, model: str) -> Iterator[AliasMoves]:
     """Serialise alias moves of ``model``; if the audit record cannot be committed, the aliases are put back."""
-    moves = _AliasMoves(client)
+    moves = AliasMoves(client)
     try:
         with audit.exclusive(model) as connection:
             moves.connection = connection
@@ -152,7 +152,7 @@ def _alias_transaction(client: MlflowClient, audit: AuditLog, model: str) -> Ite
         raise
 
 
-class _AliasMoves:
+class AliasMoves:
     """Moves made in one audit transaction: each is recorded before MLflow's alias is changed."""
 
     def __init__(self, client: MlflowClient):
@@ -160,10 +160,12 @@ class _AliasMoves:
         self.connection: Connection | None = None
         self._done: list[AliasMove] = []
 
-    def move(self, move: AliasMove) -> None:
-        AuditLog.record(self.connection, move)
+    def move(self, move: AliasMove) -> int:
+        """Record ``move``, then set MLflow's alias; returns the audit record's id."""
+        record_id = AuditLog.record(self.connection, move)
         self._set(move.model, move.alias, move.to_version)
         self._done.append(move)
+        return record_id
 
     def undo(self) -> None:
         for move in reversed(self._done):
@@ -195,7 +197,7 @@ def promote(
     client = registry.connect(settings)
     audit = AuditLog(settings.audit_url)
     candidate = _existing_version(client, model, version)
-    with _alias_transaction(client, audit, model) as moves:
+    with alias_transaction(client, audit, model) as moves:
         champion = alias_version(client, model, registry.CHAMPION)
         target_alias = alias or (registry.CHAMPION if champion is None else policy.mode)
         holder = alias_version(client, model, target_alias)
@@ -235,7 +237,7 @@ def promote(
                 )
             )
             if target_alias == registry.CHAMPION:
-                _clear_challenger_if(moves, model, version, actor, flow_run_id)
+                clear_challenger_if(moves, model, version, actor, flow_run_id)
         _record_on_version(client, decision)
     return decision
 
@@ -299,16 +301,18 @@ def _gated_decision(
     )
 
 
-def _clear_challenger_if(moves: _AliasMoves, model: str, version: int, actor: str, flow_run_id: str | None) -> None:
+def clear_challenger_if(
+    moves: AliasMoves, model: str, version: int, actor: str, flow_run_id: str | None, reason: str | None = None
+) -> None:
     """A challenger that became champion is no longer a challenger."""
     challenger = alias_version(moves.client, model, registry.CHALLENGER)
     if challenger is None or int(challenger.version) != version:
         return
-    _clear_challenger(moves, model, version, actor, flow_run_id, f"version {version} became champion")
+    _clear_challenger(moves, model, version, actor, flow_run_id, reason or f"version {version} became champion")
 
 
 def _clear_challenger(
-    moves: _AliasMoves, model: str, version: int, actor: str, flow_run_id: str | None, reason: str
+    moves: AliasMoves, model: str, version: int, actor: str, flow_run_id: str | None, reason: str
 ) -> None:
     moves.move(
         AliasMove(
@@ -332,7 +336,7 @@ def retire_challenger(
         raise PromotionError("retiring a challenger needs a reason")
     model = settings.mlflow.registered_model
     client = registry.connect(settings)
-    with _alias_transaction(client, AuditLog(settings.audit_url), model) as moves:
+    with alias_transaction(client, AuditLog(settings.audit_url), model) as moves:
         challenger = alias_version(client, model, registry.CHALLENGER)
         if challenger is None:
             raise PromotionError(f"{model!r} has no challenger to retire")
@@ -355,7 +359,7 @@ def rollback(
     actor = actor or current_actor()
     client = registry.connect(settings)
     audit = AuditLog(settings.audit_url)
-    with _alias_transaction(client, audit, model) as moves:
+    with alias_transaction(client, audit, model) as moves:
         champion = alias_version(client, model, registry.CHAMPION)
         current = int(champion.version) if champion is not None else None
         stack = champion_stack(audit.history(model, registry.CHAMPION, moves.connection))
