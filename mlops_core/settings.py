@@ -65,6 +65,12 @@ class TrainingSettings(BaseModel):
     dask_address: str | None = Field(
         default=None, description="Scheduler of an existing Dask cluster, e.g. tcp://10.0.0.5:8786; unset: local."
     )
+    intended_use: str = Field(
+        default="Scores the probability of the positive class of the target for one row shaped like the training "
+        "data (for the loan data: that an applicant defaults), to rank and triage cases for a person to review. "
+        "Not meant for automated decisions without review, nor for populations unlike the training window.",
+        description="The model card's intended-use section, written for each registered version.",
+    )
 
 
 class MlflowSettings(BaseModel):
@@ -306,6 +312,16 @@ class FeatureStoreSettings(BaseModel):
     )
 
 
+class RetrySettings(BaseModel):
+    """Retries of the tasks that talk to servers (MLflow, the feature store, the prediction log) and are safe to
+    repeat; applied when the flows' code is imported, i.e. once per flow run process."""
+
+    attempts: int = Field(default=3, ge=0, description="Retries after a transient failure (0: none).")
+    backoff_seconds: float = Field(
+        default=2.0, ge=0.0, description="Delay before the first retry; each further retry waits twice as long."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MLOPS_", env_nested_delimiter="__", env_file=".env", extra="ignore")
 
@@ -321,6 +337,7 @@ class Settings(BaseSettings):
     stack: StackSettings = StackSettings()
     features: FeatureStoreSettings = FeatureStoreSettings()
     bluegreen: BlueGreenSettings = BlueGreenSettings()
+    retries: RetrySettings = RetrySettings()
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> Settings:

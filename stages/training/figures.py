@@ -1,0 +1,104 @@
+"""The evaluation figures of candidates on the holdout: ROC and precision-recall curves, reliability diagram,
+confusion matrix.
+
+Figures are built with matplotlib's object API on the Agg canvas, never through ``pyplot``: pyplot keeps
+global state that is neither thread-safe (candidates are logged from the flow's worker threads) nor freed
+without an explicit close, and needs no display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import auc, average_precision_score, confusion_matrix, precision_recall_curve, roc_curve
+
+# Artifact names on the run, under ``figures/``; the MLflow run page shows them as images.
+ROC_CURVE = "roc_curve.png"
+PRECISION_RECALL_CURVE = "precision_recall_curve.png"
+RELIABILITY_DIAGRAM = "reliability_diagram.png"
+CONFUSION_MATRIX = "confusion_matrix.png"
+FIGURE_DIR = "figures"
+# Small and light: a page of thumbnails, not print figures; rendering stays in milliseconds per figure.
+_SIZE = (4.5, 4.0)
+_DPI = 80
+_RELIABILITY_BINS = 10
+_THRESHOLD = 0.5  # the threshold accuracy and F1 are taken at (stages.training.metrics)
+
+Scores = Mapping[str, tuple[np.ndarray, np.ndarray]]  # name -> (0/1 truth, positive-class probability)
+
+
+def _figure(title: str, xlabel: str, ylabel: str) -> tuple[Figure, object]:
+    figure = Figure(figsize=_SIZE, dpi=_DPI)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.set(title=title, xlabel=xlabel, ylabel=ylabel, xlim=(0, 1), ylim=(0, 1.01))
+    axes.grid(alpha=0.3)
+    return figure, axes
+
+
+def roc_figure(scores: Scores) -> Figure:
+    figure, axes = _figure("ROC curve (holdout)", "false positive rate", "true positive rate")
+    axes.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
+    for name, (truth, probability) in scores.items():
+        fpr, tpr, _ = roc_curve(truth, probability)
+        axes.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
+    axes.legend(loc="lower right", fontsize="small")
+    return figure
+
+
+def precision_recall_figure(scores: Scores) -> Figure:
+    figure, axes = _figure("Precision-recall curve (holdout)", "recall", "precision")
+    for name, (truth, probability) in scores.items():
+        precision, recall, _ = precision_recall_curve(truth, probability)
+        axes.plot(recall, precision, label=f"{name} (AP {average_precision_score(truth, probability):.3f})")
+    base_rate = float(np.mean(next(iter(scores.values()))[0]))
+    axes.axhline(base_rate, linestyle=":", color="grey", label=f"base rate {base_rate:.3f}")
+    axes.legend(loc="upper right", fontsize="small")
+    return figure
+
+
+def reliability_figure(scores: Scores) -> Figure:
+    figure, axes = _figure("Reliability diagram (holdout)", "mean predicted probability", "observed positive rate")
+    axes.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfectly calibrated")
+    for name, (truth, probability) in scores.items():
+        observed, predicted = calibration_curve(truth, probability, n_bins=_RELIABILITY_BINS, strategy="uniform")
+        axes.plot(predicted, observed, marker="o", markersize=3, label=name)
+    axes.legend(loc="upper left", fontsize="small")
+    return figure
+
+
+def confusion_figure(name: str, truth: np.ndarray, probability: np.ndarray) -> Figure:
+    matrix = confusion_matrix(truth, (probability >= _THRESHOLD).astype(int), labels=[0, 1])
+    figure = Figure(figsize=_SIZE, dpi=_DPI)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    figure.subplots_adjust(left=0.22, bottom=0.14)
+    axes.imshow(matrix, cmap="Blues")
+    axes.set(
+        title=f"Confusion matrix at {_THRESHOLD} ({name})",
+        xlabel="predicted",
+        ylabel="actual",
+        xticks=[0, 1],
+        yticks=[0, 1],
+        xticklabels=["negative", "positive"],
+        yticklabels=["negative", "positive"],
+    )
+    for (row, column), count in np.ndenumerate(matrix):
+        dark = count > matrix.max() / 2
+        axes.text(column, row, f"{count:,}", ha="center", va="center", color="white" if dark else "black")
+    return figure
+
+
+def evaluation_figures(scores: Scores) -> dict[str, Figure]:
+    """The four figures, keyed by artifact file name; curves of several models share one set of axes."""
+    name, (truth, probability) = next(iter(scores.items()))
+    return {
+        ROC_CURVE: roc_figure(scores),
+        PRECISION_RECALL_CURVE: precision_recall_figure(scores),
+        RELIABILITY_DIAGRAM: reliability_figure(scores),
+        CONFUSION_MATRIX: confusion_figure(name, truth, probability),
+    }
