@@ -280,13 +280,24 @@ def _notify(url: str | None, record: CheckRecord) -> None:
         get_run_logger().error("alert webhook failed: %s", exc)
 
 
+def _retraining_reason(cause: str, record: CheckRecord) -> str:
+    """What the retraining run is named after, e.g. "drift (share 0.56)"."""
+    if cause == "drift" and record.drift_share is not None:
+        return f"{cause} (share {record.drift_share:.2f})"
+    if cause == "quality drop" and record.quality_drop is not None:
+        return f"{cause} ({record.quality_drop:.3f})"
+    return cause
+
+
 def _trigger_retraining(deployment: str, record: CheckRecord, cause: str) -> str:
+    reason = _retraining_reason(cause, record)
     try:
         run = run_deployment(
             name=deployment,
+            parameters={"reason": reason},
             timeout=0,
             as_subflow=False,
-            flow_run_name=f"retrain after {cause} ({record.window_end:%Y-%m-%d %H:%M})",
+            flow_run_name=f"retrain after {reason}",
             tags=["triggered-by-monitoring", cause.replace(" ", "-")],
         )
     except ObjectNotFound as exc:
