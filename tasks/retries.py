@@ -29,7 +29,8 @@ _TRANSIENT = (
     httpx.TransportError,
     sqlalchemy.exc.OperationalError,
 )
-_RETRY_JITTER = 0.5  # up to 50% longer delays, so retries of parallel tasks do not arrive together
+# Delays vary randomly around their value (at most 50% longer), so retries of parallel tasks do not arrive together.
+_RETRY_JITTER = 0.5
 
 
 def is_transient(exc: BaseException | None) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+import warnings
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -212,13 +213,18 @@ def log_datasets(data: LoadedData, split: Split) -> None:
         (HOLDOUT_CONTEXT, split.x_holdout, split.y_holdout),
     ):
         rows = x.assign(**{data.target: y})
-        dataset = mlflow.data.from_pandas(
-            rows,
-            source=source,
-            targets=data.target,
-            name=f"{window} {context}",
-            digest=content_digest(rows)[:_DATASET_DIGEST_CHARS],
-        )
+        with warnings.catch_warnings():
+            # MLflow registers two equal sources for local paths and hints at integer columns in the schema it
+            # records; neither concerns a dataset that is only described, never loaded back through MLflow.
+            warnings.filterwarnings("ignore", "The specified dataset source can be interpreted", UserWarning)
+            warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer", UserWarning)
+            dataset = mlflow.data.from_pandas(
+                rows,
+                source=source,
+                targets=data.target,
+                name=f"{window} {context}",
+                digest=content_digest(rows)[:_DATASET_DIGEST_CHARS],
+            )
         mlflow.log_input(dataset, context=context, tags={registry.TAG_DATA_DIGEST: data.digest})
 
 
