@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.calibration import calibration_curve
@@ -20,22 +21,28 @@ from sklearn.metrics import auc, average_precision_score, confusion_matrix, prec
 ROC_CURVE = "roc_curve.png"
 PRECISION_RECALL_CURVE = "precision_recall_curve.png"
 RELIABILITY_DIAGRAM = "reliability_diagram.png"
-CONFUSION_MATRIX = "confusion_matrix.png"
 FIGURE_DIR = "figures"
 # Small and light: a page of thumbnails, not print figures; rendering stays in milliseconds per figure.
 _SIZE = (4.5, 4.0)
 _DPI = 80
+_TICKS = (0.0, 0.25, 0.5, 0.75, 1.0)
 _RELIABILITY_BINS = 10
 _THRESHOLD = 0.5  # the threshold accuracy and F1 are taken at (stages.training.metrics)
 
 Scores = Mapping[str, tuple[np.ndarray, np.ndarray]]  # name -> (0/1 truth, positive-class probability)
 
 
-def _figure(title: str, xlabel: str, ylabel: str) -> tuple[Figure, object]:
+def _blank() -> tuple[Figure, Axes]:
     figure = Figure(figsize=_SIZE, dpi=_DPI)
     FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+    return figure, figure.add_subplot()
+
+
+def _figure(title: str, xlabel: str, ylabel: str) -> tuple[Figure, Axes]:
+    """Axes of probabilities or rates, 0 to 1 both ways."""
+    figure, axes = _blank()
     axes.set(title=title, xlabel=xlabel, ylabel=ylabel, xlim=(0, 1), ylim=(0, 1.01))
+    axes.set(xticks=_TICKS, yticks=_TICKS)
     axes.grid(alpha=0.3)
     return figure, axes
 
@@ -71,11 +78,13 @@ def reliability_figure(scores: Scores) -> Figure:
     return figure
 
 
+def confusion_matrix_name(candidate: str) -> str:
+    return f"confusion_matrix_{candidate}.png"
+
+
 def confusion_figure(name: str, truth: np.ndarray, probability: np.ndarray) -> Figure:
     matrix = confusion_matrix(truth, (probability >= _THRESHOLD).astype(int), labels=[0, 1])
-    figure = Figure(figsize=_SIZE, dpi=_DPI)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+    figure, axes = _blank()
     figure.subplots_adjust(left=0.22, bottom=0.14)
     axes.imshow(matrix, cmap="Blues")
     axes.set(
@@ -94,11 +103,13 @@ def confusion_figure(name: str, truth: np.ndarray, probability: np.ndarray) -> F
 
 
 def evaluation_figures(scores: Scores) -> dict[str, Figure]:
-    """The four figures, keyed by artifact file name; curves of several models share one set of axes."""
-    name, (truth, probability) = next(iter(scores.items()))
-    return {
+    """The figures of the candidates on one holdout, keyed by artifact file name: the curves of all candidates
+    on the same axes (one figure each, so they compare at a glance) and one confusion matrix per candidate."""
+    figures = {
         ROC_CURVE: roc_figure(scores),
         PRECISION_RECALL_CURVE: precision_recall_figure(scores),
         RELIABILITY_DIAGRAM: reliability_figure(scores),
-        CONFUSION_MATRIX: confusion_figure(name, truth, probability),
     }
+    for name, (truth, probability) in scores.items():
+        figures[confusion_matrix_name(name)] = confusion_figure(name, truth, probability)
+    return figures

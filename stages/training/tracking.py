@@ -27,7 +27,7 @@ from mlops_core.profile import DatasetProfile
 from stages.data.loading import LoadedData, content_digest
 from stages.data.validation import ValidationOutcome
 from stages.training.candidates import Candidate, Split
-from stages.training.figures import FIGURE_DIR, Scores, evaluation_figures
+from stages.training.figures import FIGURE_DIR, evaluation_figures
 from stages.training.metrics import positive_truth
 
 # Explicit requirements: inferring them costs seconds per model in a subprocess.
@@ -150,15 +150,15 @@ def log_training_run(
         )
         mlflow.log_metrics({**best.metrics, "fit_seconds": best.fit_seconds})
         log_datasets(data, split)
-        truth = positive_truth(best.pipeline, split.y_holdout)
         for candidate in candidates:
             with mlflow.start_run(experiment_id=experiment_id, run_name=candidate.name, nested=True):
                 mlflow.log_params({"candidate": candidate.name, **candidate.params})
                 mlflow.log_metrics({**candidate.metrics, "fit_seconds": candidate.fit_seconds})
-                _log_figures({candidate.name: (truth, candidate.holdout_probability)})
-        # The chosen model first: its confusion matrix is the one shown beside the curves of all candidates.
+        # On the parent run, the page the version links to: every candidate's curves, the chosen one first.
+        truth = positive_truth(best.pipeline, split.y_holdout)
         ranked = [best, *(c for c in candidates if c.name != best.name)]
-        _log_figures({c.name: (truth, c.holdout_probability) for c in ranked})
+        for name, figure in evaluation_figures({c.name: (truth, c.holdout_probability) for c in ranked}).items():
+            mlflow.log_figure(figure, f"{FIGURE_DIR}/{name}")
         mlflow.log_dict(validation.result, "validation/great_expectations_result.json")
         for page in data_docs_pages(validation):
             mlflow.log_artifact(str(page), DATA_DOCS_ARTIFACT_DIR)
@@ -226,11 +226,6 @@ def log_datasets(data: LoadedData, split: Split) -> None:
                 digest=content_digest(rows)[:_DATASET_DIGEST_CHARS],
             )
         mlflow.log_input(dataset, context=context, tags={registry.TAG_DATA_DIGEST: data.digest})
-
-
-def _log_figures(scores: Scores) -> None:
-    for name, figure in evaluation_figures(scores).items():
-        mlflow.log_figure(figure, f"{FIGURE_DIR}/{name}")
 
 
 def data_docs_pages(validation: ValidationOutcome) -> list[Path]:

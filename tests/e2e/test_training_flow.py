@@ -93,12 +93,13 @@ def _assert_mlflow_pages(client: MlflowClient, settings: Settings, result, run, 
     for dataset_input in run.inputs.dataset_inputs:
         assert {t.key: t.value for t in dataset_input.tags}[registry.TAG_DATA_DIGEST] == result.data_digest
 
-    figures = {"roc_curve.png", "precision_recall_curve.png", "reliability_diagram.png", "confusion_matrix.png"}
-    for run_id in (result.run_id, *(c.info.run_id for c in children)):
-        logged = {Path(a.path).name for a in client.list_artifacts(run_id, "figures")}
-        assert logged == figures, (run_id, logged)
-        png = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="figures/roc_curve.png"))
-        assert png.read_bytes().startswith(b"\x89PNG")
+    figures = {"roc_curve.png", "precision_recall_curve.png", "reliability_diagram.png"} | {
+        f"confusion_matrix_{c.data.params['candidate']}.png" for c in children
+    }
+    assert {Path(a.path).name for a in client.list_artifacts(result.run_id, "figures")} == figures
+    for name in figures:
+        png = Path(mlflow.artifacts.download_artifacts(run_id=result.run_id, artifact_path=f"figures/{name}"))
+        assert png.read_bytes().startswith(b"\x89PNG"), name
 
     docs = client.list_artifacts(result.run_id, "validation/data_docs")
     assert docs and all(d.path.endswith(".html") for d in docs)
