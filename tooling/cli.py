@@ -580,9 +580,19 @@ def bluegreen_down() -> None:
 
 
 @app.command("settings")
-def show_settings() -> None:
-    """Print the effective settings (defaults overridden by MLOPS_* environment variables)."""
-    typer.echo(json.dumps(get_settings().model_dump(mode="json"), indent=2))
+def show_settings(
+    as_json: Annotated[bool, typer.Option("--json", help="The effective settings as one JSON document.")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="The table of defaults of docs/settings.md.")] = False,
+) -> None:
+    """Print each effective setting with its environment variable and description (MLOPS_* override the defaults)."""
+    from tooling import settings_doc
+
+    if as_json:
+        typer.echo(json.dumps(get_settings().model_dump(mode="json"), indent=2))
+    elif markdown:
+        typer.echo(settings_doc.as_markdown(), nl=False)
+    else:
+        typer.echo(settings_doc.as_text(get_settings()))
 
 
 if __name__ == "__main__":
