@@ -203,24 +203,34 @@ def _spawn(args: list[str], setup: Setup, name: str, env: dict[str, str] | None 
         return subprocess.Popen(
             args,
             cwd=PEERS_DIR,
-            env={**os.environ, **ONE_THREAD, "MODEL_PATH": str(setup.model_path), **(env or {})},
+            # mlflow models serve starts uvicorn by name: the environment's scripts come first on the PATH.
+            env={
+                **os.environ,
+                "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+                **ONE_THREAD,
+                "MODEL_PATH": str(setup.model_path),
+                **(env or {}),
+            },  # fmt: skip
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
 
-def _wait_for(process: subprocess.Popen, probe: Callable[[], bool], what: str) -> None:
+def _wait_for(process: subprocess.Popen, probe: Callable[[], bool], what: str, log: Path) -> None:
     try:
         wait_until(probe, 120, what)
-    except TimeoutError:
+    except TimeoutError as exc:
         stop_group(process)
-        raise
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:]) if log.exists() else "(no log)"
+        raise TimeoutError(f"{exc}; the end of {log.name}:\n{tail}") from exc
 
 
 def start_echo(setup: Setup, workers: int) -> tuple[subprocess.Popen, str]:
     process, url = _uvicorn("echo:app", setup, workers)
-    _wait_for(process, lambda: httpx.post(url, json={}, timeout=2).status_code == 200, "echo app")
+    _wait_for(
+        process, lambda: httpx.post(url, json={}, timeout=2).status_code == 200, "echo app", setup.root / "uvicorn.log"
+    )
     return process, url
 
 
@@ -229,7 +239,12 @@ def start_bento_echo(setup: Setup, workers: int) -> tuple[subprocess.Popen, str]
     env = {"BENCH_WORKERS": str(workers), "BENCH_PORT": str(port), "BENTOML_HOME": str(setup.root / "bentoml")}
     process = _spawn([str(VENV_BIN / "bentoml"), "serve", "bento_echo:EchoService"], setup, "bento-echo", env)
     url = f"http://127.0.0.1:{port}"
-    _wait_for(process, lambda: httpx.post(f"{url}/echo", json={}, timeout=2).status_code == 200, "BentoML echo")
+    _wait_for(
+        process,
+        lambda: httpx.post(f"{url}/echo", json={}, timeout=2).status_code == 200,
+        "BentoML echo",
+        setup.root / "bento-echo.log",
+    )
     return process, url
 
 
@@ -239,14 +254,14 @@ def start_flask(setup: Setup, workers: int) -> tuple[subprocess.Popen, str]:
     process = _spawn([*args, "--log-level", "warning"], setup, "flask")
     url = f"http://127.0.0.1:{port}"
     probe = lambda: httpx.post(f"{url}/predict", json={}, timeout=2).status_code == 500  # noqa: E731
-    _wait_for(process, probe, "Flask app")
+    _wait_for(process, probe, "Flask app", setup.root / "flask.log")
     return process, url
 
 
 def start_fastapi(setup: Setup, workers: int) -> tuple[subprocess.Popen, str]:
     process, url = _uvicorn("fastapi_app:app", setup, workers)
     probe = lambda: httpx.post(f"{url}/predict", json=setup.row, timeout=2).status_code == 200  # noqa: E731
-    _wait_for(process, probe, "FastAPI app")
+    _wait_for(process, probe, "FastAPI app", setup.root / "uvicorn.log")
     return process, url
 
 
@@ -258,7 +273,8 @@ def start_mlflow(setup: Setup, workers: int) -> tuple[subprocess.Popen, str]:
     env = {"MLFLOW_TRACKING_URI": setup.settings.tracking_uri, "MLFLOW_REGISTRY_URI": setup.settings.registry_uri}
     process = _spawn(args, setup, "mlflow", env)
     url = f"http://127.0.0.1:{port}"
-    _wait_for(process, lambda: httpx.get(f"{url}/ping", timeout=2).status_code == 200, "mlflow models serve")
+    probe = lambda: httpx.get(f"{url}/ping", timeout=2).status_code == 200  # noqa: E731
+    _wait_for(process, probe, "mlflow models serve", setup.root / "mlflow.log")
     return process, url
 
 
