@@ -185,8 +185,3 @@ def frame_of_columns(columns: Columns, rules: list[FieldRule]) -> pd.DataFrame:
 def frame_of(rows: list[dict[str, Any]], rules: list[FieldRule]) -> pd.DataFrame:
     """Checked rows as the model saw them in training (see ``frame_of_columns``)."""
     return frame_of_columns(columns_of(rows, rules), rules)
-
-
-def json_features(row: dict[str, Any]) -> dict[str, Any]:
-    """The row as logged: NaN (a missing optional value) becomes null."""
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
