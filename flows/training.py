@@ -6,13 +6,13 @@ from __future__ import annotations
 from prefect import flow, unmapped
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from mlops_core.settings import CandidateName, Settings, get_settings
+from mlops_core.settings import CandidateName, DataSettings, Settings, get_settings
 from stages.promotion.aliases import TrainingOutcome
 from tasks.data import load_training_data
 from tasks.features import build_training_set, materialise_online_features
 from tasks.promotion import gate_and_promote
 from tasks.registry import log_to_mlflow, publish_training_summary, register_model_version
-from tasks.training import evaluate_candidates, profile_reference_data, split_training_data, train_candidate
+from tasks.training import evaluate_candidates, one_training_at_a_time, profile_reference_data, split_training_data, train_candidate
 from tasks.validation import validate_training_data
 
 
@@ -20,16 +20,28 @@ def run_settings(
     data_source: str | None = None,
     window_days: int | None = None,
     candidates: list[CandidateName] | None = None,
+    registered_model: str | None = None,
+    suite: str | None = None,
+    data: DataSettings | None = None,
 ) -> Settings:
-    """The process settings with this run's parameters applied (what a user sets in the Prefect UI)."""
+    """The process settings with this run's parameters applied (what a user sets in the Prefect UI, or the
+    retraining trigger passes from the alerting model's event)."""
     settings = get_settings()
-    data = settings.data.model_copy(
+    data_section = (data or settings.data).model_copy(
         update={k: v for k, v in {"source": data_source, "window_days": window_days}.items() if v is not None}
     )
     training = settings.training.model_copy(update={"candidates": candidates} if candidates else {})
+    mlflow = settings.mlflow.model_copy(update={"registered_model": registered_model} if registered_model else {})
+    validation = settings.validation.model_copy(update={"suite": suite} if suite else {})
     # Re-validate so paths are made absolute and parameters are type-checked like environment values.
     return Settings.model_validate(
-        {**settings.model_dump(), "data": data.model_dump(), "training": training.model_dump()}
+        {
+            **settings.model_dump(),
+            "data": data_section.model_dump(),
+            "training": training.model_dump(),
+            "mlflow": mlflow.model_dump(),
+            "validation": validation.model_dump(),
+        }
     )
 
 
@@ -62,13 +74,24 @@ def training_flow(
     data_source: str | None = None,
     window_days: int | None = None,
     candidates: list[CandidateName] | None = None,
+    registered_model: str | None = None,
+    suite: str | None = None,
+    data: DataSettings | None = None,
 ) -> TrainingOutcome:
     """Train candidates on the newest data window, register the best, and promote it if it beats the champion.
 
     Bad data stops the flow at loading or at the Great Expectations gate with nothing registered and nothing
     written to the feature store. The model trains on a point-in-time join of the feature store, as served.
+    Trainings of one registered model run one at a time (a Prefect concurrency limit); a run held back says so.
+    ``registered_model``, ``suite`` and ``data`` (the whole data section) make the run another model's, as the
+    retraining trigger does for the model whose monitoring alerted.
     """
-    settings = run_settings(data_source, window_days, candidates)
+    settings = run_settings(data_source, window_days, candidates, registered_model, suite, data)
+    with one_training_at_a_time(settings):
+        return train_register_promote(settings)
+
+
+def train_register_promote(settings: Settings) -> TrainingOutcome:
     data = load_training_data(settings)
     validation = validate_training_data(data, settings)
     data = build_training_set(data, settings)

@@ -94,3 +94,16 @@ def register_quickly(
 ):
     """Train and register one version without Prefect or the GX gate."""
     return register_trained(settings, train_quickly(settings, source, candidate=candidate, drop=drop, seed=seed))
+
+
+def retraining_triggers() -> list:
+    """The retraining deployment's triggers as prefect.yaml declares them."""
+    import yaml
+    from prefect.events import DeploymentEventTrigger
+
+    from mlops_core.settings import PROJECT_ROOT
+
+    deployments = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())["deployments"]
+    (retrain,) = [d for d in deployments if d["name"] == "retrain"]
+    return [DeploymentEventTrigger(**trigger) for trigger in retrain["triggers"]]
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -22,7 +23,8 @@ from stages.data.generator import ENTITY_ID, TARGET, TIMESTAMP, generate_day
 from stages.monitoring.history import CheckHistory
 from stages.monitoring.window import MonitoringError
 from stages.promotion.aliases import promote
-from tests.helpers import register_quickly
+from tests.helpers import register_quickly, retraining_triggers
+from tooling.processes import poll
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 MODEL = "loan-default"
@@ -42,12 +44,16 @@ def champion(settings, loan_batches, monkeypatch):
 
 @pytest.fixture
 def retrain_deployment(prefect_harness):
-    """The deployment monitoring triggers, registered in the test server (no worker: runs stay scheduled)."""
-    deployment_id = training_flow.to_deployment(name="retrain").apply()
+    """The retraining deployment with its trigger as prefect.yaml declares it, registered in the test server (no
+    worker: runs stay scheduled)."""
+    deployment_id = training_flow.to_deployment(name="retrain", triggers=retraining_triggers()).apply()
     yield deployment_id
     with get_client(sync_client=True) as client:
         for run in _retraining_runs():
             client.delete_flow_run(run.id)
+
+
+TRIGGER_TIMEOUT = 60  # the server's trigger service acts on an event within seconds
 
 
 def _retraining_runs():
@@ -56,6 +62,15 @@ def _retraining_runs():
             deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["retrain"])),
             flow_run_filter=FlowRunFilter(),
         )
+
+
+def _triggered_retrainings(count: int = 1):
+    """The retraining runs once the trigger has started ``count`` of them."""
+    return poll(
+        lambda: len(runs := _retraining_runs()) >= count and runs,
+        timeout=TRIGGER_TIMEOUT,
+        what=f"{count} retraining run(s) started by the trigger",
+    )
 
 
 def log_predictions(
@@ -125,14 +140,16 @@ def test_covariate_drift_triggers_exactly_one_retraining_within_the_cooldown(set
     log_predictions(
         settings, generate_day(date(2026, 11, 10), 2_000, seed=7, scenario="covariate"), when=datetime.now(UTC)
     )
+    (run,) = _triggered_retrainings()
     second = monitoring_flow()
     assert second.status == "alert" and not second.triggered
     assert "already triggered" in second.reason
 
-    runs = _retraining_runs()
-    assert len(runs) == 1
-    assert runs[0].name.startswith("retrain after drift") and "triggered-by-monitoring" in runs[0].tags
-    assert str(runs[0].id) == first.retraining_run_id
+    assert run.parameters["registered_model"] == MODEL and run.parameters["suite"] == settings.validation.suite
+    assert run.parameters["data"]["source"] == str(settings.data_source)
+    assert run.created_by.display_value == "retrain on drift or decay"  # the automation prefect.yaml declares
+    time.sleep(5)  # the second check's event (retrain "false") must start nothing
+    assert len(_retraining_runs()) == 1
 
     history = CheckHistory(settings.monitoring_state_url).all(MODEL)
     assert [(c.status, c.triggered) for c in history] == [("alert", True), ("alert", False)]
@@ -145,7 +162,7 @@ def test_concept_drift_with_labels_triggers_on_the_quality_drop(settings, champi
     assert record.drift_share < 0.3  # the inputs did not move ...
     assert record.status == "alert" and record.triggered  # ... but the model got worse
     assert "ROC AUC" in record.reason and record.quality_drop > 0.05
-    assert _retraining_runs()[0].name.startswith("retrain after quality drop")
+    assert len(_triggered_retrainings()) == 1
 
 
 def test_an_empty_window_skips_with_its_reason(settings, champion):
