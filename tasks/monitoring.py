@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Metric
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -28,6 +30,16 @@ from stages.monitoring.history import CheckHistory, CheckRecord, check_window
 from stages.monitoring.quality import QualityResult, champion_quality, labelled_predictions, quality_by_group
 from stages.monitoring.reference import Reference, champion_reference
 from stages.monitoring.report import monitoring_markdown
+from stages.monitoring.trend import (
+    TREND_FIGURE,
+    TREND_RUN_TAG,
+    Series,
+    check_step,
+    step_time,
+    trend_figure,
+    trend_metrics,
+    trend_run_name,
+)
 from stages.monitoring.window import MonitoringError, WindowSample, sample_window, sampling_error_bound
 from stages.promotion.aliases import positive_probability
 
@@ -191,7 +203,28 @@ def log_check_to_mlflow(
             drift.snapshot.save_html(str(html))
             mlflow.log_artifact(str(html), "evidently")
         uri = mlflow.get_artifact_uri("evidently/drift_report.html")
+        series = log_trend_point(client, experiment, reference.model, window[1], trend_metrics(drift, scores, champion))
+        mlflow.log_figure(trend_figure(series, reference.model), TREND_FIGURE)
     return _browsable(uri, settings, experiment, run.info.run_id)
+
+
+def log_trend_point(
+    client: MlflowClient, experiment_id: str, model: str, checked_at: datetime, metrics: dict[str, float]
+) -> Series:
+    """Add the check's points to the model's long-lived trend run (created at its first check); its series."""
+    found = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{TREND_RUN_TAG}` = '{model}'", max_results=1
+    )
+    run_id = (
+        found[0].info.run_id
+        if found
+        else client.create_run(experiment_id, run_name=trend_run_name(model), tags={TREND_RUN_TAG: model}).info.run_id
+    )
+    step, millis = check_step(checked_at), int(checked_at.timestamp() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), millis, step) for k, v in metrics.items()])
+    return {
+        name: [(step_time(m.step), m.value) for m in client.get_metric_history(run_id, name)] for name in metrics
+    }
 
 
 def _browsable(uri: str, settings: Settings, experiment_id: str, run_id: str) -> str:

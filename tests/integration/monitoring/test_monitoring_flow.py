@@ -21,6 +21,7 @@ from mlops_core import db, migrations, registry, security_log
 from mlops_core.prediction_log import engine_for, predictions, record_ground_truth
 from stages.data.generator import ENTITY_ID, TARGET, TIMESTAMP, generate_day
 from stages.monitoring.history import CheckHistory
+from stages.monitoring.trend import TREND_FIGURE, TREND_RUN_TAG, check_step
 from stages.monitoring.window import MonitoringError
 from stages.promotion.aliases import promote
 from tests.helpers import register_quickly, retraining_triggers
@@ -177,7 +178,7 @@ def test_malformed_rows_are_counted_and_skipped(settings, champion, retrain_depl
     assert record.status == "ok"
     client = registry.connect(settings)
     experiment = client.get_experiment_by_name("monitoring")
-    run = client.search_runs([experiment.experiment_id])[0]
+    run = client.search_runs([experiment.experiment_id], filter_string="tags.model = 'loan-default'")[0]
     assert run.data.metrics["malformed_rows"] == 150
     assert run.data.metrics["rows_checked"] == 850
 
@@ -188,15 +189,27 @@ def test_too_many_malformed_rows_skip_instead_of_reporting_no_drift(settings, ch
     assert record.status == "skipped" and "300 malformed rows skipped" in record.reason
 
 
-def test_the_report_is_logged_as_html_and_drift_share_is_a_metric(settings, champion, retrain_deployment):
+def test_each_check_adds_to_the_models_drift_series_and_keeps_its_report(settings, champion, retrain_deployment):
     log_predictions(settings, generate_day(date(2026, 11, 9), 1_000, seed=7))
-    monitoring_flow()
+    first = monitoring_flow()
+    log_predictions(settings, generate_day(date(2026, 11, 10), 1_000, seed=8), when=datetime.now(UTC))
+    second = monitoring_flow()
     client = registry.connect(settings)
     experiment = client.get_experiment_by_name("monitoring")
-    run = client.search_runs([experiment.experiment_id])[0]
-    assert "drift_share" in run.data.metrics
+    (trend,) = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{TREND_RUN_TAG}` = '{MODEL}'")
+    for name in ("drift_share", "score_psi", "psi.credit_score"):
+        history = client.get_metric_history(trend.info.run_id, name)
+        assert [m.step for m in history] == [check_step(first.checked_at), check_step(second.checked_at)], name
+    assert [m.value for m in client.get_metric_history(trend.info.run_id, "drift_share")] == [
+        first.drift_share,
+        second.drift_share,
+    ]
+    check = client.search_runs([experiment.experiment_id], filter_string="tags.model = 'loan-default'")[0]
+    assert "drift_share" in check.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(check.info.run_id)}
+    assert TREND_FIGURE in artifacts and "evidently" in artifacts
     html = Path(
-        mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="evidently/drift_report.html")
+        mlflow.artifacts.download_artifacts(run_id=check.info.run_id, artifact_path="evidently/drift_report.html")
     )
     text = html.read_text()
     assert text.lstrip().lower().startswith("<!doctype html") or "<html" in text[:500].lower()
@@ -235,7 +248,9 @@ def test_labels_of_another_version_do_not_count_against_the_champion(settings, c
     record = monitoring_flow()
     assert record.status == "ok" and record.quality_drop is None, record.reason
     client = registry.connect(settings)
-    run = client.search_runs([client.get_experiment_by_name("monitoring").experiment_id])[0]
+    run = client.search_runs(
+        [client.get_experiment_by_name("monitoring").experiment_id], filter_string="tags.model = 'loan-default'"
+    )[0]
     assert f"quality.v{int(champion.version) + 100}.champion.roc_auc" in run.data.metrics  # reported, apart
 
 
