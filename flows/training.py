@@ -12,7 +12,13 @@ from tasks.data import load_training_data
 from tasks.features import build_training_set, materialise_online_features
 from tasks.promotion import gate_and_promote
 from tasks.registry import log_to_mlflow, publish_training_summary, register_model_version
-from tasks.training import evaluate_candidates, one_training_at_a_time, profile_reference_data, split_training_data, train_candidate
+from tasks.training import (
+    evaluate_candidates,
+    one_training_at_a_time,
+    profile_reference_data,
+    split_training_data,
+    train_candidate,
+)
 from tasks.validation import validate_training_data
 
 

@@ -34,30 +34,29 @@ def load_prediction_log(settings: Settings) -> pd.DataFrame:
 
 @task(name="evaluate-variants", cache_policy=NO_CACHE)
 def evaluate_variants(settings: Settings, log: pd.DataFrame, champion: int, challenger: int) -> list[VariantComparison]:
-    return compare_variants(log, champion, challenger, settings.experiment)
+    """Both comparisons; the A/B split is checked against the share the serving mode configures now."""
+    tags = registry.connect(settings).get_registered_model(settings.mlflow.registered_model).tags
+    share = registry.ServingMode.from_tags(tags, settings.experiment).challenger_share
+    return compare_variants(log, champion, challenger, settings.experiment, share)
 
 
 @task(name="decide-experiment", cache_policy=NO_CACHE)
 def decide_and_act(
     settings: Settings, evaluations: list[VariantComparison], champion: int, challenger: int, auto: bool
 ) -> ExperimentOutcome:
-    """Promote (forced, with the evidence as its reason) or retire when ``auto``; the experiment then ends."""
+    """Promote through the promotion gate (its guard metrics too, never by force) or retire when ``auto``; the
+    experiment then ends. A promotion the gate refuses is not applied and the experiment goes on."""
     verdict = decide_experiment(evaluations)
     decision, evidence = verdict.action, verdict.evidence
     applied = auto and decision != "collect"
+    if applied and decision == "promote":
+        gated = promote(settings, challenger, actor=ACTOR, flow_run_id=flow_run.id, alias=registry.CHAMPION)
+        if not gated.moved:
+            applied = False
+            evidence += f" | the promotion gate refused v{challenger}: {'; '.join(gated.reasons)}"
+    elif applied:
+        retire_challenger(settings, reason=evidence, actor=ACTOR, flow_run_id=flow_run.id)
     if applied:
-        if decision == "promote":
-            promote(
-                settings,
-                challenger,
-                force=True,
-                reason=evidence,
-                actor=ACTOR,
-                flow_run_id=flow_run.id,
-                alias=registry.CHAMPION,
-            )
-        else:
-            retire_challenger(settings, reason=evidence, actor=ACTOR, flow_run_id=flow_run.id)
         registry.set_serving_mode(
             registry.connect(settings),
             settings.mlflow.registered_model,

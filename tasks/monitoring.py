@@ -13,10 +13,10 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.blocks.abstract import NotificationBlock
 from prefect.blocks.core import Block
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
+from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
 from mlops_core import registry
@@ -212,9 +212,7 @@ def log_trend_point(
     client: MlflowClient, experiment_id: str, model: str, checked_at: datetime, metrics: dict[str, float]
 ) -> Series:
     """Add the check's points to the model's long-lived trend run (created at its first check); its series."""
-    found = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{TREND_RUN_TAG}` = '{model}'", max_results=1
-    )
+    found = client.search_runs([experiment_id], filter_string=f"tags.`{TREND_RUN_TAG}` = '{model}'", max_results=1)
     run_id = (
         found[0].info.run_id
         if found
@@ -222,9 +220,7 @@ def log_trend_point(
     )
     step, millis = check_step(checked_at), int(checked_at.timestamp() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, float(v), millis, step) for k, v in metrics.items()])
-    return {
-        name: [(step_time(m.step), m.value) for m in client.get_metric_history(run_id, name)] for name in metrics
-    }
+    return {name: [(step_time(m.step), m.value) for m in client.get_metric_history(run_id, name)] for name in metrics}
 
 
 def _browsable(uri: str, settings: Settings, experiment_id: str, run_id: str) -> str:

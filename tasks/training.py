@@ -17,7 +17,6 @@ from stages.data.loading import LoadedData
 from stages.training.candidates import Candidate, CandidateRanking, Split, fit_candidate, select_best, split_holdout
 from stages.training.metrics import holdout_metrics
 
-
 TRAINING_SLOT_PREFIX = "training:"  # one global concurrency limit per registered model
 HELD_BACK_NOTICE_SECONDS = 2.0
 

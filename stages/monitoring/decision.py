@@ -192,9 +192,7 @@ class AlertEvent:
     payload: dict[str, Any]
 
 
-def alert_events(
-    decision: AlertDecision, model: str, check_id: int, retraining: dict[str, Any]
-) -> list[AlertEvent]:
+def alert_events(decision: AlertDecision, model: str, check_id: int, retraining: dict[str, Any]) -> list[AlertEvent]:
     """An event per alert of the check; only the alert that causes a retraining asks for it (label and
     ``retraining``, the alerting model's training parameters), so one check starts one retraining at most."""
     events = []

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import mlflow
 import mlflow.sklearn
 import numpy as np
-import pandas as pd
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter
@@ -18,13 +16,13 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterNam
 from flows.monitoring import monitoring_flow
 from flows.training import training_flow
 from mlops_core import db, migrations, registry, security_log
-from mlops_core.prediction_log import engine_for, predictions, record_ground_truth
-from stages.data.generator import ENTITY_ID, TARGET, TIMESTAMP, generate_day
+from mlops_core.prediction_log import engine_for, record_ground_truth
+from stages.data.generator import TARGET, generate_day
 from stages.monitoring.history import CheckHistory
 from stages.monitoring.trend import TREND_FIGURE, TREND_RUN_TAG, check_step
 from stages.monitoring.window import MonitoringError
 from stages.promotion.aliases import promote
-from tests.helpers import register_quickly, retraining_triggers
+from tests.helpers import log_predictions, register_quickly, retraining_triggers
 from tooling.processes import poll
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -72,56 +70,6 @@ def _triggered_retrainings(count: int = 1):
         timeout=TRIGGER_TIMEOUT,
         what=f"{count} retraining run(s) started by the trigger",
     )
-
-
-def log_predictions(
-    settings,
-    frame: pd.DataFrame,
-    *,
-    with_truth=False,
-    when=None,
-    malformed=0,
-    version=None,
-    latency_ms=1.0,
-    scores=None,
-) -> list[str]:
-    """Rows as the service writes them: the champion's real predictions on ``frame`` (or ``scores``), logged as
-    ``version`` (default: the champion's); their ids."""
-    uri = f"models:/{MODEL}@champion"
-    model = mlflow.sklearn.load_model(uri)
-    served = version
-    version = registry.connect(settings).get_model_version_by_alias(MODEL, "champion")
-    features = frame.drop(columns=[TARGET, ENTITY_ID, TIMESTAMP])
-    for name in features.select_dtypes("category"):
-        features[name] = features[name].astype(object).where(features[name].notna(), None)
-    proba = model.predict_proba(features) if scores is None else np.c_[1 - scores, scores]
-    when = when or datetime.now(UTC) - timedelta(minutes=5)
-    rows = []
-    for i, (record, p) in enumerate(zip(features.to_dict("records"), proba, strict=True)):
-        clean = {k: (None if isinstance(v, float) and v != v else v) for k, v in record.items()}
-        rows.append(
-            {
-                "prediction_id": str(uuid.uuid4()),
-                "ts": when,
-                "model_name": MODEL,
-                "model_version": int(version.version) if served is None else served,
-                "model_semver": version.tags["semver"],
-                "variant": "champion",
-                "input_hash": "x",
-                "features": clean if i >= malformed else {"age": "forty"},
-                "prediction": str(int(p[1] >= 0.5)),
-                "confidence": float(max(p)),
-                "probabilities": {"0": float(p[0]), "1": float(p[1])},
-                "latency_ms": latency_ms,
-                "ground_truth": str(int(frame[TARGET].iloc[i])) if with_truth else None,
-                "ground_truth_ts": when if with_truth else None,
-            }
-        )
-    engine = engine_for(settings.prediction_log_url)
-    with engine.begin() as connection:
-        connection.execute(predictions.insert(), rows)
-    engine.dispose()
-    return [row["prediction_id"] for row in rows]
 
 
 def test_no_drift_triggers_nothing(settings, champion, retrain_deployment):
