@@ -44,13 +44,21 @@ def evaluate_variants(settings: Settings, log: pd.DataFrame, champion: int, chal
 def decide_and_act(
     settings: Settings, evaluations: list[VariantComparison], champion: int, challenger: int, auto: bool
 ) -> ExperimentOutcome:
-    """Promote through the promotion gate (its guard metrics too, never by force) or retire when ``auto``; the
-    experiment then ends. A promotion the gate refuses is not applied and the experiment goes on."""
+    """Promote through the promotion gate or retire when ``auto``; the experiment then ends. The A/B evidence
+    stands for the gate's primary-metric test, its guard metrics on the holdout still decide, never force: a
+    promotion the gate refuses is not applied and the experiment goes on."""
     verdict = decide_experiment(evaluations)
     decision, evidence = verdict.action, verdict.evidence
     applied = auto and decision != "collect"
     if applied and decision == "promote":
-        gated = promote(settings, challenger, actor=ACTOR, flow_run_id=flow_run.id, alias=registry.CHAMPION)
+        gated = promote(
+            settings,
+            challenger,
+            actor=ACTOR,
+            flow_run_id=flow_run.id,
+            alias=registry.CHAMPION,
+            improvement_shown_by=f"the A/B evaluation ({evidence})",
+        )
         if not gated.moved:
             applied = False
             evidence += f" | the promotion gate refused v{challenger}: {'; '.join(gated.reasons)}"

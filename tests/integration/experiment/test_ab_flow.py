@@ -13,30 +13,49 @@ from tests.unit.experiment.test_experiment import ab_log
 @pytest.mark.usefixtures("prefect_harness")
 def test_the_flow_promotes_a_better_challenger_and_records_it(settings, loan_batches, monkeypatch):
     from flows.ab_evaluation import ab_evaluation_flow
+    from mlops_core.settings import get_settings
     from tests.helpers import register_quickly
 
     name = settings.mlflow.registered_model
     first = register_quickly(settings, loan_batches, seed=0).version
-    second = register_quickly(settings, loan_batches, seed=1).version
+    second = register_quickly(settings, loan_batches, candidate="hist_gradient_boosting", seed=1).version
     client = registry.connect(settings)
     client.set_registered_model_alias(name, registry.CHAMPION, str(first))
     client.set_registered_model_alias(name, registry.CHALLENGER, str(second))
-    registry.set_serving_mode(client, name, "ab", 0.5, actor="tests", reason="experiment")
     frame = ab_log(8, 800, champion_noise=1.5, challenger_noise=0.2)
     frame["model_version"] = frame["model_version"].map({1: first, 2: second})
     engine = engine_for(settings.prediction_log_url)
     with engine.begin() as connection:
         connection.execute(predictions.insert(), frame.to_dict(orient="records"))
 
+    # Served half and half while the mode says 10 %: the split is broken, so is the experiment.
+    registry.set_serving_mode(client, name, "ab", 0.1, actor="tests", reason="experiment")
+    blocked = ab_evaluation_flow(auto=True)
+    assert blocked.decision == "collect" and not blocked.applied
+    assert "sample ratio mismatch" in blocked.evidence and "50.0% vs 10.0% configured" in blocked.evidence
+
+    registry.set_serving_mode(client, name, "ab", 0.5, actor="tests", reason="experiment")
     recommended = ab_evaluation_flow(auto=False)
     assert recommended.decision == "promote" and not recommended.applied
+    (ab,) = recommended.evaluations  # the business value per decision, with its interval, beside the ML metrics
+    assert ab.challenger.business_value.value > ab.champion.business_value.value
+    assert ab.challenger.business_value.lower < ab.challenger.business_value.value < ab.challenger.business_value.upper
+
+    # The A/B shows the challenger better; its calibration on the holdout regresses past a strict guard.
+    monkeypatch.setenv("MLOPS_PROMOTION__GUARD_TOLERANCES", '{"ece": 0.005}')
+    get_settings.cache_clear()
+    refused = ab_evaluation_flow(auto=True)
+    assert refused.decision == "promote" and not refused.applied
+    assert "the promotion gate refused" in refused.evidence and "guard ece regresses" in refused.evidence
     assert int(client.get_model_version_by_alias(name, registry.CHAMPION).version) == first
 
+    monkeypatch.setenv("MLOPS_PROMOTION__GUARD_TOLERANCES", '{"ece": 0.05, "log_loss": 0.05, "accuracy": 0.05}')
+    get_settings.cache_clear()
     applied = ab_evaluation_flow(auto=True)
     assert applied.applied and int(client.get_model_version_by_alias(name, registry.CHAMPION).version) == second
     moves = AuditLog(settings.audit_url).history(name)
     promoted, cleared = moves[-2:]
-    assert promoted.alias == registry.CHAMPION and promoted.forced and promoted.actor == "ab-evaluation"
-    assert "mSPRT" in promoted.reason and cleared.alias == registry.CHALLENGER and cleared.to_version is None
+    assert promoted.alias == registry.CHAMPION and not promoted.forced and promoted.actor == "ab-evaluation"
+    assert "shown by the A/B evaluation" in promoted.reason and "mSPRT" in promoted.reason and cleared.alias == registry.CHALLENGER and cleared.to_version is None
     assert client.get_registered_model(name).tags[registry.TAG_SERVING_MODE] == "champion"
     assert ab_evaluation_flow().decision == "collect"  # nothing left under test

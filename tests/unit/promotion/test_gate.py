@@ -69,6 +69,28 @@ def test_gate_cases(case, candidate, champion, policy, passes, reason):
 
 
 @pytest.mark.parametrize(
+    ("case", "candidate", "champion", "policy", "passes", "reason"),
+    [
+        ("no better on the holdout, guards hold", SHARP, SHARP.copy(), PromotionSettings(), True, "shown by an A/B"),
+        ("worse on the holdout, no guards", BLURRED, SHARP, PromotionSettings(guard_tolerances={}), True, "shown by"),
+        (
+            "a guard regresses",
+            OVERCONFIDENT,
+            CALIBRATED,
+            PromotionSettings(guard_tolerances={"log_loss": 0.01}),
+            False,
+            "guard log_loss regresses",
+        ),
+    ],
+)
+def test_an_improvement_shown_elsewhere_leaves_the_guards_to_decide(case, candidate, champion, policy, passes, reason):
+    verdict = gate(TRUTH, candidate, champion, policy, improvement_shown_by="an A/B test")
+    assert verdict.passes is passes, (case, verdict.reasons)
+    assert any(reason in r for r in verdict.reasons), (case, verdict.reasons)
+    assert (verdict.test is None) is (champion is None)
+
+
+@pytest.mark.parametrize(
     ("metric", "candidate", "champion", "worse_by"),
     [
         ("roc_auc", 0.80, 0.82, 0.02),
