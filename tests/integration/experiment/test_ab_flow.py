@@ -56,6 +56,11 @@ def test_the_flow_promotes_a_better_challenger_and_records_it(settings, loan_bat
     moves = AuditLog(settings.audit_url).history(name)
     promoted, cleared = moves[-2:]
     assert promoted.alias == registry.CHAMPION and not promoted.forced and promoted.actor == "ab-evaluation"
-    assert "shown by the A/B evaluation" in promoted.reason and "mSPRT" in promoted.reason and cleared.alias == registry.CHALLENGER and cleared.to_version is None
+    assert (
+        "shown by the A/B evaluation" in promoted.reason
+        and "mSPRT" in promoted.reason
+        and cleared.alias == registry.CHALLENGER
+        and cleared.to_version is None
+    )
     assert client.get_registered_model(name).tags[registry.TAG_SERVING_MODE] == "champion"
     assert ab_evaluation_flow().decision == "collect"  # nothing left under test
