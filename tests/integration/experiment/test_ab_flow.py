@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from mlops_core import registry
-from mlops_core.prediction_log import engine_for, predictions
+from mlops_core.prediction_log import engine_for, predictions, record_ground_truth
 from stages.promotion.audit import AuditLog
-from tests.unit.experiment.test_experiment import ab_log
+from tests.unit.experiment.test_experiment import START, ab_log
 
 
 @pytest.mark.usefixtures("prefect_harness")
@@ -64,3 +66,38 @@ def test_the_flow_promotes_a_better_challenger_and_records_it(settings, loan_bat
     )
     assert client.get_registered_model(name).tags[registry.TAG_SERVING_MODE] == "champion"
     assert ab_evaluation_flow().decision == "collect"  # nothing left under test
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_each_evaluation_reads_only_the_rows_logged_or_labelled_since_the_last(settings):
+    from prefect import flow
+
+    from tasks.experiment import read_new_evidence
+
+    @flow
+    def evaluation_reads():
+        return read_new_evidence(settings, 1, 2)
+
+    frame = ab_log(9, 400, 0.5, 0.5)
+    frame["ts"] = [START + timedelta(minutes=10 * i) for i in range(len(frame))]  # a row every ten minutes
+    unlabelled = frame["prediction_id"].iloc[:100]
+    frame.loc[frame["prediction_id"].isin(unlabelled), "ground_truth"] = None
+    engine = engine_for(settings.prediction_log_url)
+    with engine.begin() as connection:
+        connection.execute(predictions.insert(), frame.to_dict(orient="records"))
+
+    first = evaluation_reads()
+    assert first.read == len(first.rows) == 800
+    again = evaluation_reads()
+    assert again.read == 1 and len(again.rows) == 800  # only the newest row, within the late-write margin
+
+    later = ab_log(10, 25, 0.5, 0.5)
+    later["ts"] = frame["ts"].max() + timedelta(days=1)
+    with engine.begin() as connection:
+        connection.execute(predictions.insert(), later.to_dict(orient="records"))
+    for prediction_id in unlabelled:  # the outcomes of older rows arrive
+        assert record_ground_truth(engine, prediction_id, "1")
+    engine.dispose()
+    third = evaluation_reads()
+    assert third.read == 1 + 50 + 100 and len(third.rows) == 850  # the newest old row again, new rows, new labels
+    assert third.rows.set_index("prediction_id").loc[list(unlabelled), "ground_truth"].eq("1").all()
