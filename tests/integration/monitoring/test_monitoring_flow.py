@@ -216,6 +216,9 @@ def test_slow_answers_alert_without_retraining(settings, champion, retrain_deplo
     _retrained_or_alerted(record, "latency")
     assert "p99 900 ms > 500 ms" in record.reason and not record.triggered
     assert _retraining_runs() == []
+    # The same window again with the threshold a deployment parameter overrides: no alert.
+    relaxed = monitoring_flow(window_hours=1, latency_p99_ms_threshold=1000)
+    assert relaxed.status == "ok", relaxed.reason
 
 
 def test_a_burst_of_refused_keys_alerts_as_security_without_retraining(settings, champion, retrain_deployment):
