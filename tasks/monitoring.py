@@ -44,7 +44,6 @@ from stages.monitoring.window import MonitoringError, WindowSample, sample_windo
 from stages.promotion.aliases import positive_probability
 
 Window = tuple[datetime, datetime]
-WEBHOOK_BLOCK_TYPE = "custom-webhook"  # CustomWebhookNotificationBlock's slug
 
 
 @task(name="open-check-window", cache_policy=NO_CACHE)
@@ -299,7 +298,9 @@ def decide_and_alert(
     for event in alert_events(decision, model, record.id, retraining_parameters(settings)):
         asks = event.payload["retraining"] is not None
         emit_event(event=event.name, resource=event.resource, payload=event.payload, id=request_id if asks else None)
-        logger.warning("ALERT %s: %s%s", model, event.payload["kind"], " (asks for retraining)" if asks else "")
+        logger.warning(
+            "ALERT %s %s: %s%s", model, event.name, event.payload["figures"], " (asks for retraining)" if asks else ""
+        )
     if decision.alert:
         notify_alert(settings, record)
     return record
@@ -331,7 +332,7 @@ def notify_alert(settings: Settings, record: CheckRecord) -> None:
 def alert_block(settings: Settings) -> NotificationBlock | None:
     """The block named in settings; with ``alert_webhook_url`` set, the default webhook block is saved first."""
     policy = settings.monitoring
-    if policy.alert_webhook_url and policy.alert_block_type == WEBHOOK_BLOCK_TYPE:
+    if policy.alert_webhook_url and policy.alert_block_type == CustomWebhookNotificationBlock.get_block_type_slug():
         block = CustomWebhookNotificationBlock(
             name=policy.alert_block,
             url=policy.alert_webhook_url,
