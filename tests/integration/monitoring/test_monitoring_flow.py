@@ -42,13 +42,15 @@ def champion(settings, loan_batches, monkeypatch):
 
 
 @pytest.fixture
-def retrain_deployment(prefect_harness):
+def retrain_deployment(prefect_harness, settings):
     """The retraining deployment with its trigger as prefect.yaml declares it, registered in the test server (no
-    worker: runs stay scheduled)."""
+    worker: runs stay scheduled). The runs the test's checks asked for are awaited and deleted afterwards, so
+    none arrives during the next test."""
     deployment_id = training_flow.to_deployment(name="retrain", triggers=retraining_triggers()).apply()
     yield deployment_id
+    asked = sum(check.triggered for check in CheckHistory(settings.monitoring_state_url).all(MODEL))
     with get_client(sync_client=True) as client:
-        for run in _retraining_runs():
+        for run in _triggered_retrainings(asked) if asked else _retraining_runs():
             client.delete_flow_run(run.id)
 
 

@@ -1,6 +1,7 @@
-"""A triggered check records the Prefect event that asks for retraining (the deployment trigger starts the run),
-not a flow run it started itself."""
+"""A check that asks for retraining records the Prefect event that asks (the retraining deployment's trigger
+starts the run); checks before this revision started the run themselves and keep its id."""
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "monitoring_history_0003"
@@ -11,4 +12,4 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("monitoring_checks") as table:
-        table.alter_column("retraining_run_id", new_column_name="retraining_event_id")
+        table.add_column(sa.Column("retraining_event_id", sa.String(64)))
