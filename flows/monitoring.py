@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from flows.run_names import monitoring_run_name
 from mlops_core.settings import Settings, get_settings
 from stages.monitoring.decision import check_alerts
 from stages.monitoring.history import CheckRecord
@@ -33,7 +34,7 @@ def check_settings(**thresholds: float | None) -> Settings:
     return Settings.model_validate({**settings.model_dump(), "monitoring": monitoring.model_dump()})
 
 
-@flow(name="monitoring")
+@flow(name="monitoring", flow_run_name=monitoring_run_name)
 def monitoring_flow(
     window_hours: float | None = None,
     min_rows: int | None = None,

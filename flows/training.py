@@ -6,12 +6,13 @@ from __future__ import annotations
 from prefect import flow, unmapped
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from flows.run_names import training_run_name
 from mlops_core.settings import CandidateName, DataSettings, Settings, get_settings
 from stages.promotion.aliases import TrainingOutcome
 from tasks.data import load_training_data
 from tasks.features import build_training_set, materialise_online_features
 from tasks.promotion import gate_and_promote
-from tasks.registry import log_to_mlflow, publish_training_summary, register_model_version
+from tasks.registry import log_to_mlflow, publish_model_card, publish_training_summary, register_model_version
 from tasks.training import (
     evaluate_candidates,
     one_training_at_a_time,
@@ -75,11 +76,12 @@ def candidate_task_runner(settings: Settings) -> TaskRunner:
     )
 
 
-@flow(name="training", task_runner=candidate_task_runner(get_settings()))
+@flow(name="training", task_runner=candidate_task_runner(get_settings()), flow_run_name=training_run_name)
 def training_flow(
     data_source: str | None = None,
     window_days: int | None = None,
     candidates: list[CandidateName] | None = None,
+    reason: str | None = None,
     registered_model: str | None = None,
     suite: str | None = None,
     data: DataSettings | None = None,
@@ -89,8 +91,22 @@ def training_flow(
     Bad data stops the flow at loading or at the Great Expectations gate with nothing registered and nothing
     written to the feature store. The model trains on a point-in-time join of the feature store, as served.
     Trainings of one registered model run one at a time (a Prefect concurrency limit); a run held back says so.
-    ``registered_model``, ``suite`` and ``data`` (the whole data section) make the run another model's, as the
-    retraining trigger does for the model whose monitoring alerted.
+
+    Args:
+        data_source: A directory of dated batch files (YYYY-MM-DD.parquet or .csv) or one CSV/Parquet file;
+            empty: the configured source (MLOPS_DATA__SOURCE).
+        window_days: Train on the newest N daily batches only; empty: the configured window
+            (MLOPS_DATA__WINDOW_DAYS), all batches when that is unset too.
+        candidates: Model families to train and compare on the holdout (logistic_regression, random_forest,
+            hist_gradient_boosting); empty: the configured list (MLOPS_TRAINING__CANDIDATES).
+        reason: Why the run was started, when something other than a person or the schedule started it; the
+            retraining trigger sets it from the alert (e.g. "drift (drift share 0.56 >= 0.3 ...)") and the run
+            is then named "retrain after <reason>".
+        registered_model: Train and register this registered model; empty: the configured one
+            (MLOPS_MLFLOW__REGISTERED_MODEL). The retraining trigger passes the alerting model's.
+        suite: The Great Expectations suite that gates the data; empty: MLOPS_VALIDATION__SUITE.
+        data: The model's whole data section (source, target, id and time columns, window); empty: the
+            configured one (MLOPS_DATA__*). ``data_source`` and ``window_days`` still override it.
     """
     settings = run_settings(data_source, window_days, candidates, registered_model, suite, data)
     with one_training_at_a_time(settings):
@@ -111,5 +127,6 @@ def train_register_promote(settings: Settings) -> TrainingOutcome:
     version = register_model_version(run, data, validation, evaluation, settings)
     publish_training_summary(version, evaluation, validation, data, split, settings)
     decision = gate_and_promote(settings, version.version)
+    publish_model_card(version, decision, evaluation, validation, data, split, settings)
     materialise_online_features(data, settings)
     return TrainingOutcome(registered=version, promotion=decision)

@@ -19,11 +19,12 @@ from stages.experiment.evidence import EVIDENCE_COLUMNS, add_rows, evidence_path
 from stages.experiment.report import markdown
 from stages.experiment.results import ExperimentOutcome, VariantComparison
 from stages.promotion.aliases import alias_version, promote, retire_challenger
+from tasks.retries import server_retries
 
 ACTOR = "ab-evaluation"
 
 
-@task(name="versions-under-test", cache_policy=NO_CACHE)
+@task(name="versions-under-test", cache_policy=NO_CACHE, **server_retries())
 def versions_under_test(settings: Settings) -> tuple[int | None, int | None]:
     client = registry.connect(settings)
     name = settings.mlflow.registered_model
@@ -37,7 +38,8 @@ class Evidence(NamedTuple):
     read: int  # of which read from the prediction log by this evaluation
 
 
-@task(name="read-new-evidence", cache_policy=NO_CACHE)
+# Safe to repeat: the same rows are read again and the same evidence written.
+@task(name="read-new-evidence", cache_policy=NO_CACHE, **server_retries())
 def read_new_evidence(settings: Settings, champion: int, challenger: int) -> Evidence:
     """The experiment's rows: those kept by the last evaluation, and the rows logged or labelled since."""
     model = settings.mlflow.registered_model
@@ -87,6 +89,7 @@ def evaluate_variants(settings: Settings, log: pd.DataFrame, champion: int, chal
     return compare_variants(log, champion, challenger, settings.experiment, share)
 
 
+# No retries: deciding may promote or retire a version (an alias move), which a retry would repeat.
 @task(name="decide-experiment", cache_policy=NO_CACHE)
 def decide_and_act(
     settings: Settings, evaluations: list[VariantComparison], champion: int, challenger: int, auto: bool

@@ -42,6 +42,7 @@ from stages.monitoring.trend import (
 )
 from stages.monitoring.window import MonitoringError, WindowSample, sample_window, sampling_error_bound
 from stages.promotion.aliases import positive_probability
+from tasks.retries import server_retries
 
 Window = tuple[datetime, datetime]
 
@@ -55,7 +56,7 @@ def open_check_window(settings: Settings, window_hours: float | None) -> Window:
     return check_window(history, settings.mlflow.registered_model, settings.monitoring, now)
 
 
-@task(name="load-champion-reference", cache_policy=NO_CACHE)
+@task(name="load-champion-reference", cache_policy=NO_CACHE, **server_retries())
 def load_champion_reference(settings: Settings) -> Reference:
     reference = champion_reference(registry.connect(settings), settings.mlflow.registered_model)
     get_run_logger().info(
@@ -68,7 +69,7 @@ def load_champion_reference(settings: Settings) -> Reference:
     return reference
 
 
-@task(name="sample-prediction-window", cache_policy=NO_CACHE)
+@task(name="sample-prediction-window", cache_policy=NO_CACHE, **server_retries())
 def sample_prediction_window(settings: Settings, window: Window, reference: Reference) -> WindowSample:
     engine = engine_for(settings.prediction_log_url)
     try:
@@ -128,7 +129,7 @@ def measure_prediction_drift(reference: Reference, sample: WindowSample, setting
     return result
 
 
-@task(name="measure-quality", cache_policy=NO_CACHE)
+@task(name="measure-quality", cache_policy=NO_CACHE, **server_retries())
 def measure_quality(reference: Reference, window: Window, settings: Settings) -> list[QualityResult]:
     """Quality per version and variant on the labels that arrived in the rolling label window."""
     policy, end = settings.monitoring, window[1]
@@ -150,7 +151,8 @@ def measure_quality(reference: Reference, window: Window, settings: Settings) ->
     return results
 
 
-@task(name="log-check-to-mlflow", cache_policy=NO_CACHE)
+# Safe to repeat: a retry logs a new run; the failed attempt's run is marked FAILED.
+@task(name="log-check-to-mlflow", cache_policy=NO_CACHE, **server_retries())
 def log_check_to_mlflow(
     settings: Settings,
     window: Window,
@@ -247,6 +249,7 @@ def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+# No retries: a retry would record the check twice and could ask for a second retraining.
 @task(name="decide-and-alert", cache_policy=NO_CACHE)
 def decide_and_alert(
     settings: Settings,
@@ -295,7 +298,10 @@ def decide_and_alert(
     if decision.triggers_retraining:
         record.retraining_event_id = str(request_id)
     record.id = history.record(record)
-    for event in alert_events(decision, model, record.id, retraining_parameters(settings)):
+    retraining = retraining_parameters(settings)
+    if decision.cause:
+        retraining["reason"] = _retraining_reason(decision.cause, record)
+    for event in alert_events(decision, model, record.id, retraining):
         asks = event.payload["retraining"] is not None
         emit_event(event=event.name, resource=event.resource, payload=event.payload, id=request_id if asks else None)
         logger.warning(
@@ -327,6 +333,15 @@ def notify_alert(settings: Settings, record: CheckRecord) -> None:
         block.notify(body=f"check {record.id}: {record.reason}", subject=subject)
     except Exception as exc:  # any block type: its own errors (HTTP, SMTP, ...) must not stop the check
         logger.error("alert notification through %r failed: %s", settings.monitoring.alert_block, exc)
+
+
+def _retraining_reason(cause: str, record: CheckRecord) -> str:
+    """What the retraining run is named after, e.g. "drift (share 0.56)"."""
+    if cause == "drift" and record.drift_share is not None:
+        return f"{cause} (share {record.drift_share:.2f})"
+    if cause == "quality drop" and record.quality_drop is not None:
+        return f"{cause} ({record.quality_drop:.3f})"
+    return cause
 
 
 def alert_block(settings: Settings) -> NotificationBlock | None:

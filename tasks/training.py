@@ -1,8 +1,8 @@
-"""Training tasks: split, fit candidates (mapped), holdout_metrics and pick the best, profile the reference data."""
+"""Training tasks: split, fit candidates (mapped), score them on the holdout and pick the best, profile the reference
+data."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 
 import pandas as pd
 from prefect import get_run_logger, task
@@ -14,8 +14,15 @@ from prefect.exceptions import ObjectNotFound
 from mlops_core.profile import DatasetProfile, profile_frame
 from mlops_core.settings import CandidateName, Settings
 from stages.data.loading import LoadedData
-from stages.training.candidates import Candidate, CandidateRanking, Split, fit_candidate, select_best, split_holdout
-from stages.training.metrics import holdout_metrics
+from stages.training.candidates import (
+    Candidate,
+    CandidateRanking,
+    Split,
+    fit_candidate,
+    score_on_holdout,
+    select_best,
+    split_holdout,
+)
 
 TRAINING_SLOT_PREFIX = "training:"  # one global concurrency limit per registered model
 HELD_BACK_NOTICE_SECONDS = 2.0
@@ -78,9 +85,8 @@ def evaluate_candidates(candidates: list[Candidate], split: Split, settings: Set
     logger = get_run_logger()
     scored = []
     for candidate in candidates:
-        metrics = holdout_metrics(candidate.pipeline, split.x_holdout, split.y_holdout)
-        scored.append(replace(candidate, metrics=metrics))
-        logger.info("%s: %s", candidate.name, {k: round(v, 4) for k, v in metrics.items()})
+        scored.append(score_on_holdout(candidate, split))
+        logger.info("%s: %s", candidate.name, {k: round(v, 4) for k, v in scored[-1].metrics.items()})
     best = select_best(scored, settings.training.primary_metric)
     logger.info("best candidate by %s: %s", settings.training.primary_metric, best.name)
     return CandidateRanking(candidates=scored, best=best)

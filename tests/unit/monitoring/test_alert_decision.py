@@ -346,5 +346,5 @@ def test_the_retraining_trigger_in_prefect_yaml_matches_the_events_that_ask():
         RETRAIN_LABEL: "true",
     }
     assert trigger.expect == {alert_event_name(kind) for kind in RETRAINING_KINDS}
-    assert set(trigger.parameters) == {"registered_model", "suite", "data"}
+    assert set(trigger.parameters) == {"registered_model", "suite", "data", "reason"}
     assert all("event.payload.retraining." in template for template in trigger.parameters.values())
