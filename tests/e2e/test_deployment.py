@@ -224,8 +224,10 @@ def _second_model_drifts_and_is_retrained_by_the_trigger(
     with get_client(sync_client=True) as client:
         logs = {}
         for run in (retraining, manual):
-            _wait_final(client, run.id, processes)
+            name = _wait_final(client, run.id, processes).name
             logs[run.id] = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+        assert name == f"train {manual.expected_start_time:%Y-%m-%d} window all"
+        assert client.read_flow_run(retraining.id).name.startswith("retrain after drift (share"), retraining
     held = [run_id for run_id, lines in logs.items() if any("held back" in line.message for line in lines)]
     assert len(held) == 1, "exactly one of the two overlapping trainings waited for the other"
     (free,) = set(logs) - set(held)

@@ -99,6 +99,7 @@ def test_covariate_drift_triggers_exactly_one_retraining_within_the_cooldown(set
     assert run.parameters["registered_model"] == MODEL and run.parameters["suite"] == settings.validation.suite
     assert run.parameters["data"]["source"] == str(settings.data_source)
     assert run.created_by.display_value == "retrain on drift or decay"  # the automation prefect.yaml declares
+    assert run.parameters["reason"] == f"drift (share {first.drift_share:.2f})"  # the run is named after it
     time.sleep(5)  # the second check's event (retrain "false") must start nothing
     assert len(_retraining_runs()) == 1
 
