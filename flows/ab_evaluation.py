@@ -2,6 +2,7 @@
 
 The test is an always-valid (mSPRT) one, so this flow may run on a schedule and decide at any run without
 inflating the false-winner rate; see ``stages.experiment.sequential`` for the test and ``stages.experiment.decision`` for the rule and why it was chosen.
+Each run reads only the prediction-log rows logged or labelled since the last one (``stages.experiment.evidence``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from prefect import flow
 from flows.run_names import ab_evaluation_run_name
 from mlops_core.settings import get_settings
 from stages.experiment.results import ExperimentOutcome
-from tasks.experiment import decide_and_act, evaluate_variants, load_prediction_log, publish, versions_under_test
+from tasks.experiment import decide_and_act, evaluate_variants, publish, read_new_evidence, versions_under_test
 
 
 @flow(name="ab-evaluation", flow_run_name=ab_evaluation_run_name)
@@ -31,8 +32,8 @@ def ab_evaluation_flow(auto: bool | None = None) -> ExperimentOutcome:
                 champion=champion, challenger=challenger, decision="collect", applied=False, evidence=reason
             )
         )
-    log = load_prediction_log(settings)
-    evaluations = evaluate_variants(settings, log, champion, challenger)
+    evidence = read_new_evidence(settings, champion, challenger)
+    evaluations = evaluate_variants(settings, evidence.rows, champion, challenger)
     return decide_and_act(
         settings, evaluations, champion, challenger, settings.experiment.auto_decide if auto is None else auto
     )

@@ -7,13 +7,19 @@ from prefect import flow, unmapped
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.run_names import training_run_name
-from mlops_core.settings import CandidateName, Settings, get_settings
+from mlops_core.settings import CandidateName, DataSettings, Settings, get_settings
 from stages.promotion.aliases import TrainingOutcome
 from tasks.data import load_training_data
 from tasks.features import build_training_set, materialise_online_features
 from tasks.promotion import gate_and_promote
 from tasks.registry import log_to_mlflow, publish_model_card, publish_training_summary, register_model_version
-from tasks.training import evaluate_candidates, profile_reference_data, split_training_data, train_candidate
+from tasks.training import (
+    evaluate_candidates,
+    one_training_at_a_time,
+    profile_reference_data,
+    split_training_data,
+    train_candidate,
+)
 from tasks.validation import validate_training_data
 
 
@@ -21,16 +27,28 @@ def run_settings(
     data_source: str | None = None,
     window_days: int | None = None,
     candidates: list[CandidateName] | None = None,
+    registered_model: str | None = None,
+    suite: str | None = None,
+    data: DataSettings | None = None,
 ) -> Settings:
-    """The process settings with this run's parameters applied (what a user sets in the Prefect UI)."""
+    """The process settings with this run's parameters applied (what a user sets in the Prefect UI, or the
+    retraining trigger passes from the alerting model's event)."""
     settings = get_settings()
-    data = settings.data.model_copy(
+    data_section = (data or settings.data).model_copy(
         update={k: v for k, v in {"source": data_source, "window_days": window_days}.items() if v is not None}
     )
     training = settings.training.model_copy(update={"candidates": candidates} if candidates else {})
+    mlflow = settings.mlflow.model_copy(update={"registered_model": registered_model} if registered_model else {})
+    validation = settings.validation.model_copy(update={"suite": suite} if suite else {})
     # Re-validate so paths are made absolute and parameters are type-checked like environment values.
     return Settings.model_validate(
-        {**settings.model_dump(), "data": data.model_dump(), "training": training.model_dump()}
+        {
+            **settings.model_dump(),
+            "data": data_section.model_dump(),
+            "training": training.model_dump(),
+            "mlflow": mlflow.model_dump(),
+            "validation": validation.model_dump(),
+        }
     )
 
 
@@ -64,11 +82,15 @@ def training_flow(
     window_days: int | None = None,
     candidates: list[CandidateName] | None = None,
     reason: str | None = None,
+    registered_model: str | None = None,
+    suite: str | None = None,
+    data: DataSettings | None = None,
 ) -> TrainingOutcome:
     """Train candidates on the newest data window, register the best, and promote it if it beats the champion.
 
     Bad data stops the flow at loading or at the Great Expectations gate with nothing registered and nothing
     written to the feature store. The model trains on a point-in-time join of the feature store, as served.
+    Trainings of one registered model run one at a time (a Prefect concurrency limit); a run held back says so.
 
     Args:
         data_source: A directory of dated batch files (YYYY-MM-DD.parquet or .csv) or one CSV/Parquet file;
@@ -77,10 +99,21 @@ def training_flow(
             (MLOPS_DATA__WINDOW_DAYS), all batches when that is unset too.
         candidates: Model families to train and compare on the holdout (logistic_regression, random_forest,
             hist_gradient_boosting); empty: the configured list (MLOPS_TRAINING__CANDIDATES).
-        reason: Why the run was started, when something other than a person or the schedule started it;
-            monitoring sets it (e.g. "drift (share 0.56)") and the run is then named "retrain after <reason>".
+        reason: Why the run was started, when something other than a person or the schedule started it; the
+            retraining trigger sets it from the alert (e.g. "drift (drift share 0.56 >= 0.3 ...)") and the run
+            is then named "retrain after <reason>".
+        registered_model: Train and register this registered model; empty: the configured one
+            (MLOPS_MLFLOW__REGISTERED_MODEL). The retraining trigger passes the alerting model's.
+        suite: The Great Expectations suite that gates the data; empty: MLOPS_VALIDATION__SUITE.
+        data: The model's whole data section (source, target, id and time columns, window); empty: the
+            configured one (MLOPS_DATA__*). ``data_source`` and ``window_days`` still override it.
     """
-    settings = run_settings(data_source, window_days, candidates)
+    settings = run_settings(data_source, window_days, candidates, registered_model, suite, data)
+    with one_training_at_a_time(settings):
+        return train_register_promote(settings)
+
+
+def train_register_promote(settings: Settings) -> TrainingOutcome:
     data = load_training_data(settings)
     validation = validate_training_data(data, settings)
     data = build_training_set(data, settings)

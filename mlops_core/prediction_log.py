@@ -9,14 +9,14 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pandas as pd
-from sqlalchemy import JSON, Column, DateTime, Engine, Float, Integer, MetaData, String, Table, select, update
+from sqlalchemy import JSON, Column, DateTime, Engine, Float, Integer, MetaData, String, Table, or_, select, update
 
 from mlops_core import db, migrations
 
@@ -165,10 +165,16 @@ def read_predictions(
     since: datetime | None = None,
     until: datetime | None = None,
     model_name: str | None = None,
+    labelled_since: datetime | None = None,
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Logged predictions in time order (features as a dict column; ``feature_frame`` expands them)."""
-    query = select(predictions).order_by(predictions.c.ts)
-    if since is not None:
+    """Logged predictions in time order (features as a dict column; ``feature_frame`` expands them).
+    ``labelled_since`` adds the older rows whose ground truth arrived since then; ``columns`` selects columns."""
+    selected = [predictions.c[name] for name in columns] if columns else list(predictions.c)
+    query = select(*selected).order_by(predictions.c.ts)
+    if since is not None and labelled_since is not None:
+        query = query.where(or_(predictions.c.ts >= since, predictions.c.ground_truth_ts >= labelled_since))
+    elif since is not None:
         query = query.where(predictions.c.ts >= since)
     if until is not None:
         query = query.where(predictions.c.ts < until)
@@ -177,7 +183,7 @@ def read_predictions(
     engine = engine_for(url)
     try:
         with engine.connect() as connection:
-            return pd.DataFrame(connection.execute(query).mappings().all(), columns=list(predictions.c.keys()))
+            return pd.DataFrame(connection.execute(query).mappings().all(), columns=[c.name for c in selected])
     finally:
         engine.dispose()
 

@@ -221,11 +221,19 @@ class MonitoringSettings(BaseModel):
     rate_limited_per_hour_threshold: int = Field(
         default=300, gt=0, description="Rate-limit refusals in one clock hour that alert as abuse."
     )
-    retraining_deployment: str = Field(
-        default="training/retrain", description="Prefect deployment a drift or quality alert starts."
-    )
     experiment: str = Field(default="monitoring", description="MLflow experiment of the checks and their reports.")
-    alert_webhook_url: str | None = Field(default=None, description="POSTed a JSON alert; nothing is sent when unset.")
+    alert_block: str = Field(
+        default="mlops-alerts", description="Name of the Prefect notification block every alert is sent through."
+    )
+    alert_block_type: str = Field(
+        default="custom-webhook",
+        description="Its block type slug (any notification block: slack-webhook, ms-teams-webhook, email, ...).",
+    )
+    alert_webhook_url: str | None = Field(
+        default=None,
+        description="Saved as the URL of the default webhook block; unset: the block as configured in Prefect, "
+        "and nothing is sent when there is none.",
+    )
     state_url: str | None = Field(default=None, description="SQLAlchemy URL of the check history.")
 
 
@@ -315,6 +323,18 @@ class ExperimentSettings(BaseModel):
         default=20_000, ge=10, description="Labelled rows per variant after which no difference keeps the champion."
     )
     auto_decide: bool = Field(default=False, description="Apply decisions; otherwise only recommend them.")
+    outcome_values: dict[Literal["approved_good", "approved_bad", "declined_good", "declined_bad"], float] = Field(
+        default={"approved_good": 100.0, "approved_bad": -1000.0, "declined_good": 0.0, "declined_bad": 0.0},
+        description="Business value of one decision by its outcome (the cost matrix): for the loan model a good "
+        "loan approved earns its margin, an approved default costs the loss; approved means predicted negative.",
+    )
+    srm_alpha: float = Field(
+        default=0.001,
+        gt=0.0,
+        lt=0.5,
+        description="Sample-ratio-mismatch test level: an observed A/B split this unlikely under the configured "
+        "share blocks every decision (the assignment, not the model, is then in question).",
+    )
 
 
 class FeatureStoreSettings(BaseModel):

@@ -1,5 +1,9 @@
 """A/B and shadow evaluation tasks: the versions under test, the labelled log, the decision and acting on it."""
 
+import json
+from pathlib import Path
+from typing import NamedTuple
+
 import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -11,6 +15,7 @@ from mlops_core.prediction_log import read_predictions
 from mlops_core.settings import Settings
 from stages.experiment.comparison import compare_variants
 from stages.experiment.decision import decide_experiment
+from stages.experiment.evidence import EVIDENCE_COLUMNS, add_rows, evidence_path, read_from
 from stages.experiment.report import markdown
 from stages.experiment.results import ExperimentOutcome, VariantComparison
 from stages.promotion.aliases import alias_version, promote, retire_challenger
@@ -28,14 +33,60 @@ def versions_under_test(settings: Settings) -> tuple[int | None, int | None]:
     return champion, challenger
 
 
-@task(name="load-prediction-log", cache_policy=NO_CACHE, **server_retries())
-def load_prediction_log(settings: Settings) -> pd.DataFrame:
-    return read_predictions(settings.prediction_log_url, model_name=settings.mlflow.registered_model)
+class Evidence(NamedTuple):
+    rows: pd.DataFrame  # every row of the experiment so far
+    read: int  # of which read from the prediction log by this evaluation
+
+
+# Safe to repeat: the same rows are read again and the same evidence written.
+@task(name="read-new-evidence", cache_policy=NO_CACHE, **server_retries())
+def read_new_evidence(settings: Settings, champion: int, challenger: int) -> Evidence:
+    """The experiment's rows: those kept by the last evaluation, and the rows logged or labelled since."""
+    model = settings.mlflow.registered_model
+    path = evidence_path(settings.state_dir, model, champion, challenger)
+    kept = load_evidence(path)
+    logged_since, labelled_since = read_from(kept)
+    new = read_predictions(
+        settings.prediction_log_url,
+        model_name=model,
+        since=logged_since,
+        labelled_since=labelled_since,
+        columns=EVIDENCE_COLUMNS,
+    )
+    rows = add_rows(kept, new, (champion, challenger))
+    save_evidence(rows, path)
+    get_run_logger().info(
+        "read %d prediction-log rows logged since %s or labelled since %s; %d rows of evidence in %s",
+        len(new),
+        logged_since or "the start",
+        labelled_since or "the start",
+        len(rows),
+        path,
+    )
+    return Evidence(rows, len(new))
+
+
+def load_evidence(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        return pd.DataFrame(columns=list(EVIDENCE_COLUMNS))
+    frame = pd.read_parquet(path)
+    frame["probabilities"] = frame["probabilities"].map(json.loads)  # a dict per row, as the log keeps it
+    return frame
+
+
+def save_evidence(evidence: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stored = evidence.assign(probabilities=evidence["probabilities"].map(json.dumps))
+    stored.to_parquet(path.with_suffix(".tmp"), index=False)
+    path.with_suffix(".tmp").replace(path)  # a crash mid-write leaves the last complete evidence
 
 
 @task(name="evaluate-variants", cache_policy=NO_CACHE)
 def evaluate_variants(settings: Settings, log: pd.DataFrame, champion: int, challenger: int) -> list[VariantComparison]:
-    return compare_variants(log, champion, challenger, settings.experiment)
+    """Both comparisons; the A/B split is checked against the share the serving mode configures now."""
+    tags = registry.connect(settings).get_registered_model(settings.mlflow.registered_model).tags
+    share = registry.ServingMode.from_tags(tags, settings.experiment).challenger_share
+    return compare_variants(log, champion, challenger, settings.experiment, share)
 
 
 # No retries: deciding may promote or retire a version (an alias move), which a retry would repeat.
@@ -43,23 +94,27 @@ def evaluate_variants(settings: Settings, log: pd.DataFrame, champion: int, chal
 def decide_and_act(
     settings: Settings, evaluations: list[VariantComparison], champion: int, challenger: int, auto: bool
 ) -> ExperimentOutcome:
-    """Promote (forced, with the evidence as its reason) or retire when ``auto``; the experiment then ends."""
+    """Promote through the promotion gate or retire when ``auto``; the experiment then ends. The A/B evidence
+    stands for the gate's primary-metric test, its guard metrics on the holdout still decide, never force: a
+    promotion the gate refuses is not applied and the experiment goes on."""
     verdict = decide_experiment(evaluations)
     decision, evidence = verdict.action, verdict.evidence
     applied = auto and decision != "collect"
+    if applied and decision == "promote":
+        gated = promote(
+            settings,
+            challenger,
+            actor=ACTOR,
+            flow_run_id=flow_run.id,
+            alias=registry.CHAMPION,
+            improvement_shown_by=f"the A/B evaluation ({evidence})",
+        )
+        if not gated.moved:
+            applied = False
+            evidence += f" | the promotion gate refused v{challenger}: {'; '.join(gated.reasons)}"
+    elif applied:
+        retire_challenger(settings, reason=evidence, actor=ACTOR, flow_run_id=flow_run.id)
     if applied:
-        if decision == "promote":
-            promote(
-                settings,
-                challenger,
-                force=True,
-                reason=evidence,
-                actor=ACTOR,
-                flow_run_id=flow_run.id,
-                alias=registry.CHAMPION,
-            )
-        else:
-            retire_challenger(settings, reason=evidence, actor=ACTOR, flow_run_id=flow_run.id)
         registry.set_serving_mode(
             registry.connect(settings),
             settings.mlflow.registered_model,

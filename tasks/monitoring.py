@@ -3,28 +3,43 @@
 from __future__ import annotations
 
 import tempfile
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-import httpx
 import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Metric
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.blocks.abstract import NotificationBlock
+from prefect.blocks.core import Block
+from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.cache_policies import NO_CACHE
-from prefect.deployments import run_deployment
-from prefect.exceptions import ObjectNotFound
+from prefect.events import emit_event
 
 from mlops_core import registry
 from mlops_core.prediction_log import engine_for
 from mlops_core.security_log import read_security_events
 from mlops_core.settings import Settings
-from stages.monitoring.decision import decide_alert
+from stages.monitoring.decision import alert_events, decide_alert
 from stages.monitoring.drift import DriftResult, PredictionDrift, drift_report, prediction_drift
 from stages.monitoring.health import HealthFigures, health_figures, window_latencies
 from stages.monitoring.history import CheckHistory, CheckRecord, check_window
 from stages.monitoring.quality import QualityResult, champion_quality, labelled_predictions, quality_by_group
 from stages.monitoring.reference import Reference, champion_reference
 from stages.monitoring.report import monitoring_markdown
+from stages.monitoring.trend import (
+    TREND_FIGURE,
+    TREND_RUN_TAG,
+    Series,
+    check_step,
+    step_time,
+    trend_figure,
+    trend_metrics,
+    trend_run_name,
+)
 from stages.monitoring.window import MonitoringError, WindowSample, sample_window, sampling_error_bound
 from stages.promotion.aliases import positive_probability
 from tasks.retries import server_retries
@@ -189,7 +204,24 @@ def log_check_to_mlflow(
             drift.snapshot.save_html(str(html))
             mlflow.log_artifact(str(html), "evidently")
         uri = mlflow.get_artifact_uri("evidently/drift_report.html")
+        series = log_trend_point(client, experiment, reference.model, window[1], trend_metrics(drift, scores, champion))
+        mlflow.log_figure(trend_figure(series, reference.model), TREND_FIGURE)
     return _browsable(uri, settings, experiment, run.info.run_id)
+
+
+def log_trend_point(
+    client: MlflowClient, experiment_id: str, model: str, checked_at: datetime, metrics: dict[str, float]
+) -> Series:
+    """Add the check's points to the model's long-lived trend run (created at its first check); its series."""
+    found = client.search_runs([experiment_id], filter_string=f"tags.`{TREND_RUN_TAG}` = '{model}'", max_results=1)
+    run_id = (
+        found[0].info.run_id
+        if found
+        else client.create_run(experiment_id, run_name=trend_run_name(model), tags={TREND_RUN_TAG: model}).info.run_id
+    )
+    step, millis = check_step(checked_at), int(checked_at.timestamp() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), millis, step) for k, v in metrics.items()])
+    return {name: [(step_time(m.step), m.value) for m in client.get_metric_history(run_id, name)] for name in metrics}
 
 
 def _browsable(uri: str, settings: Settings, experiment_id: str, run_id: str) -> str:
@@ -217,9 +249,9 @@ def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-# No retries: a retry would record the check twice and could trigger a second retraining run.
-@task(name="decide-and-trigger-retraining", cache_policy=NO_CACHE)
-def decide_and_trigger(
+# No retries: a retry would record the check twice and could ask for a second retraining.
+@task(name="decide-and-alert", cache_policy=NO_CACHE)
+def decide_and_alert(
     settings: Settings,
     window: Window,
     drift: DriftResult | None,
@@ -228,7 +260,8 @@ def decide_and_trigger(
     health: HealthFigures,
     drift_skipped: str | None = None,
 ) -> CheckRecord:
-    """Record the check; on an alert, notify, and start retraining when the decision asks for it.
+    """Record the check; on an alert, emit an event per alert and notify. The event of the alert that the
+    episode and cooldown let through asks for retraining: the retraining deployment's trigger starts it.
     ``drift_skipped`` says why drift was not judged (too few rows) when quality or health still alert."""
     policy, model = settings.monitoring, settings.mlflow.registered_model
     logger = get_run_logger()
@@ -256,28 +289,50 @@ def decide_and_trigger(
         quality_drop=quality.drop if quality else None,
         episode=decision.episode,
         retraining_alert=decision.cause is not None,
+        triggered=decision.triggers_retraining,
         reason=decision.reason + (f"; drift not judged: {drift_skipped}" if drift_skipped else ""),
     )
-    if decision.alert:
-        logger.warning("ALERT %s: %s", model, record.reason)
-        _notify(policy.alert_webhook_url, record)
     if decision.held_back:
         record.reason += f"; {decision.held_back}"
-    elif decision.triggers_retraining:
-        record.retraining_run_id = _trigger_retraining(policy.retraining_deployment, record, decision.cause)
-        record.triggered = True
-        logger.warning("triggered %s: flow run %s", policy.retraining_deployment, record.retraining_run_id)
+    request_id = uuid.uuid4()
+    if decision.triggers_retraining:
+        record.retraining_event_id = str(request_id)
     record.id = history.record(record)
+    retraining = retraining_parameters(settings)
+    if decision.cause:
+        retraining["reason"] = _retraining_reason(decision.cause, record)
+    for event in alert_events(decision, model, record.id, retraining):
+        asks = event.payload["retraining"] is not None
+        emit_event(event=event.name, resource=event.resource, payload=event.payload, id=request_id if asks else None)
+        logger.warning(
+            "ALERT %s %s: %s%s", model, event.name, event.payload["figures"], " (asks for retraining)" if asks else ""
+        )
+    if decision.alert:
+        notify_alert(settings, record)
     return record
 
 
-def _notify(url: str | None, record: CheckRecord) -> None:
-    if not url:
+def retraining_parameters(settings: Settings) -> dict[str, Any]:
+    """The training flow's parameters that make a retraining this model's own, whatever the worker's settings."""
+    return {
+        "registered_model": settings.mlflow.registered_model,
+        "suite": settings.validation.suite,
+        "data": {**settings.data.model_dump(mode="json"), "source": str(settings.data_source)},
+    }
+
+
+def notify_alert(settings: Settings, record: CheckRecord) -> None:
+    """Through the configured Prefect notification block; a failure is logged and never hides the alert."""
+    logger = get_run_logger()
+    block = alert_block(settings)
+    if block is None:
+        logger.info("no notification block %r: alert not sent", settings.monitoring.alert_block)
         return
+    subject = f"mlops: {record.model} {record.status}" + (", retraining requested" if record.triggered else "")
     try:
-        httpx.post(url, json=record.model_dump(mode="json"), timeout=10).raise_for_status()
-    except httpx.HTTPError as exc:  # an unreachable webhook must not hide the alert or stop the trigger
-        get_run_logger().error("alert webhook failed: %s", exc)
+        block.notify(body=f"check {record.id}: {record.reason}", subject=subject)
+    except Exception as exc:  # any block type: its own errors (HTTP, SMTP, ...) must not stop the check
+        logger.error("alert notification through %r failed: %s", settings.monitoring.alert_block, exc)
 
 
 def _retraining_reason(cause: str, record: CheckRecord) -> str:
@@ -289,22 +344,24 @@ def _retraining_reason(cause: str, record: CheckRecord) -> str:
     return cause
 
 
-def _trigger_retraining(deployment: str, record: CheckRecord, cause: str) -> str:
-    reason = _retraining_reason(cause, record)
-    try:
-        run = run_deployment(
-            name=deployment,
-            parameters={"reason": reason},
-            timeout=0,
-            as_subflow=False,
-            flow_run_name=f"retrain after {reason}",
-            tags=["triggered-by-monitoring", cause.replace(" ", "-")],
+def alert_block(settings: Settings) -> NotificationBlock | None:
+    """The block named in settings; with ``alert_webhook_url`` set, the default webhook block is saved first."""
+    policy = settings.monitoring
+    if policy.alert_webhook_url and policy.alert_block_type == CustomWebhookNotificationBlock.get_block_type_slug():
+        block = CustomWebhookNotificationBlock(
+            name=policy.alert_block,
+            url=policy.alert_webhook_url,
+            json_data={"subject": "{{subject}}", "body": "{{body}}", "name": "{{name}}"},
         )
-    except ObjectNotFound as exc:
-        raise MonitoringError(
-            f"retraining deployment {deployment!r} not found; apply prefect.yaml with `prefect deploy`"
-        ) from exc
-    return str(run.id)
+        block.save(policy.alert_block, overwrite=True)
+        return block
+    try:
+        block = Block.load(f"{policy.alert_block_type}/{policy.alert_block}")
+    except ValueError:  # Block.load's answer for a block document that does not exist
+        return None
+    if not isinstance(block, NotificationBlock):
+        raise MonitoringError(f"block {policy.alert_block_type}/{policy.alert_block} is not a notification block")
+    return block
 
 
 @task(name="publish-monitoring-summary", cache_policy=NO_CACHE)

@@ -1,9 +1,15 @@
 """Training tasks: split, fit candidates (mapped), score them on the holdout and pick the best, profile the reference
 data."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.concurrency.sync import concurrency
+from prefect.exceptions import ObjectNotFound
 
 from mlops_core.profile import DatasetProfile, profile_frame
 from mlops_core.settings import CandidateName, Settings
@@ -17,6 +23,39 @@ from stages.training.candidates import (
     select_best,
     split_holdout,
 )
+
+TRAINING_SLOT_PREFIX = "training:"  # one global concurrency limit per registered model
+HELD_BACK_NOTICE_SECONDS = 2.0
+
+
+@contextmanager
+def one_training_at_a_time(settings: Settings) -> Iterator[None]:
+    """Hold the model's training slot (a Prefect global concurrency limit, created with 1 slot when missing and
+    then the Prefect UI's to change or deactivate): a training or retraining of the same model waits for it and
+    says so in its log; other models train side by side."""
+    name = f"{TRAINING_SLOT_PREFIX}{settings.mlflow.registered_model}"
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            client.upsert_global_concurrency_limit_by_name(name, limit=1)
+    acquired = False
+    try:
+        with concurrency(name, timeout_seconds=HELD_BACK_NOTICE_SECONDS, strict=True):
+            acquired = True
+            yield
+        return
+    except TimeoutError:
+        if acquired:  # raised by the training itself
+            raise
+        get_run_logger().warning(
+            "held back: another training of %s holds the concurrency limit %r; waiting for it to finish",
+            settings.mlflow.registered_model,
+            name,
+        )
+    with concurrency(name, strict=True):
+        get_run_logger().info("concurrency limit %r acquired; training starts", name)
+        yield
 
 
 @task(name="split-holdout", cache_policy=NO_CACHE)

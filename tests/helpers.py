@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from mlops_core.settings import Settings
 
@@ -92,3 +96,72 @@ def register_quickly(
 ):
     """Train and register one version without Prefect or the GX gate."""
     return register_trained(settings, train_quickly(settings, source, candidate=candidate, drop=drop, seed=seed))
+
+
+def retraining_triggers() -> list:
+    """The retraining deployment's triggers as prefect.yaml declares them."""
+    import yaml
+    from prefect.events import DeploymentEventTrigger
+
+    from mlops_core.settings import PROJECT_ROOT
+
+    deployments = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())["deployments"]
+    (retrain,) = [d for d in deployments if d["name"] == "retrain"]
+    return [DeploymentEventTrigger(**trigger) for trigger in retrain["triggers"]]
+
+
+def log_predictions(
+    settings: Settings,
+    frame: pd.DataFrame,
+    *,
+    with_truth=False,
+    when=None,
+    malformed=0,
+    version=None,
+    latency_ms=1.0,
+    scores=None,
+) -> list[str]:
+    """Rows as the service writes them: the champion's real predictions on ``frame`` (or ``scores``), logged as
+    ``version`` (default: the champion's) of the configured registered model; their ids."""
+    import mlflow.sklearn
+    import numpy as np
+
+    from mlops_core import registry
+    from mlops_core.prediction_log import engine_for, predictions
+    from stages.data.generator import ENTITY_ID, TARGET, TIMESTAMP
+
+    name = settings.mlflow.registered_model
+    model = mlflow.sklearn.load_model(f"models:/{name}@champion")
+    served = version
+    version = registry.connect(settings).get_model_version_by_alias(name, "champion")
+    features = frame.drop(columns=[TARGET, ENTITY_ID, TIMESTAMP])
+    for column in features.select_dtypes("category"):
+        features[column] = features[column].astype(object).where(features[column].notna(), None)
+    proba = model.predict_proba(features) if scores is None else np.c_[1 - scores, scores]
+    when = when or datetime.now(UTC) - timedelta(minutes=5)
+    rows = []
+    for i, (record, p) in enumerate(zip(features.to_dict("records"), proba, strict=True)):
+        clean = {k: (None if isinstance(v, float) and v != v else v) for k, v in record.items()}
+        rows.append(
+            {
+                "prediction_id": str(uuid.uuid4()),
+                "ts": when,
+                "model_name": name,
+                "model_version": int(version.version) if served is None else served,
+                "model_semver": version.tags["semver"],
+                "variant": "champion",
+                "input_hash": "x",
+                "features": clean if i >= malformed else {"age": "forty"},
+                "prediction": str(int(p[1] >= 0.5)),
+                "confidence": float(max(p)),
+                "probabilities": {"0": float(p[0]), "1": float(p[1])},
+                "latency_ms": latency_ms,
+                "ground_truth": str(int(frame[TARGET].iloc[i])) if with_truth else None,
+                "ground_truth_ts": when if with_truth else None,
+            }
+        )
+    engine = engine_for(settings.prediction_log_url)
+    with engine.begin() as connection:
+        connection.execute(predictions.insert(), rows)
+    engine.dispose()
+    return [row["prediction_id"] for row in rows]

@@ -323,7 +323,10 @@ def monitor(
     if record.quality_drop is not None:
         typer.echo(f"  quality drop {record.quality_drop:.4f}")
     if record.triggered:
-        typer.echo(f"  retraining triggered (episode {record.episode}, flow run {record.retraining_run_id})")
+        typer.echo(
+            f"  retraining requested (episode {record.episode}, event {record.retraining_event_id}); "
+            "the training/retrain deployment's trigger starts it"
+        )
 
 
 @app.command()

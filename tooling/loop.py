@@ -26,6 +26,7 @@ from tooling import processes
 from tooling.stack import Stack
 
 FLOW_RUN_TIMEOUT = 300
+TRIGGER_TIMEOUT = 60  # the Prefect server's trigger service acts on an event within seconds
 SWITCH_TIMEOUT = 120
 STREAM_LIMIT = 20_000  # requests of the background stream at most, whatever happens
 STREAM_PAUSE = 0.05  # about 20 requests a second: steady, and a small share of the prediction log
@@ -43,6 +44,7 @@ class LoopSummary:
     alias_moves: list[dict[str, Any]] = field(default_factory=list)
     retraining_run: str | None = None
     retraining_run_name: str | None = None
+    retraining_trigger: str | None = None  # the automation (prefect.yaml's trigger) that started it
     requests: dict[str, int] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
     served_versions: dict[str, int] = field(default_factory=dict)
@@ -210,15 +212,35 @@ def _last_check(settings: Settings, since: datetime) -> dict[str, Any]:
     return record.model_dump(mode="json")
 
 
-def _retraining_since(settings: Settings, since: datetime) -> str | None:
-    """The retraining a check triggered since ``since``: the deployment's hourly schedule may have checked the
+def _retraining_requested_since(settings: Settings, since: datetime) -> bool:
+    """Whether a check since ``since`` asked for retraining: the deployment's hourly schedule may have checked the
     drifted traffic first, and then the loop's own check only reports that its episode already triggered."""
     from stages.monitoring.history import CheckHistory
 
     record = CheckHistory(settings.monitoring_state_url).last_trigger(settings.mlflow.registered_model)
-    if record is None or record.checked_at.replace(tzinfo=record.checked_at.tzinfo or UTC) < since:
-        return None
-    return record.retraining_run_id
+    return record is not None and record.checked_at.replace(tzinfo=record.checked_at.tzinfo or UTC) >= since
+
+
+def _triggered_retraining(settings: Settings, since: datetime):
+    """The training/retrain run the deployment trigger started for this model since ``since`` (it acts on the
+    check's event within seconds)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterName,
+        FlowRunFilter,
+        FlowRunFilterExpectedStartTime,
+    )
+
+    def started():
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["retrain"])),
+                flow_run_filter=FlowRunFilter(expected_start_time=FlowRunFilterExpectedStartTime(after_=since)),
+            )
+        return next((r for r in runs if r.parameters.get("registered_model") == settings.mlflow.registered_model), None)
+
+    return processes.poll(started, timeout=TRIGGER_TIMEOUT, what="the retraining trigger's flow run", interval=1)
 
 
 def _evidently_report(settings: Settings, mlflow_url: str) -> str:
@@ -227,7 +249,12 @@ def _evidently_report(settings: Settings, mlflow_url: str) -> str:
 
     client = registry.connect(settings)
     experiment = client.get_experiment_by_name(settings.monitoring.experiment)
-    runs = client.search_runs([experiment.experiment_id], order_by=["start_time DESC"], max_results=1)
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.model = '{settings.mlflow.registered_model}'",  # the checks, not the trend run
+        order_by=["start_time DESC"],
+        max_results=1,
+    )
     if not runs:
         return "(no monitoring run)"
     run = runs[0].info
@@ -325,10 +352,14 @@ def run_loop(
     stop = threading.Event()
     stream = traffic.stream(drifted, stop)
     try:
-        retraining_run = check.get("retraining_run_id") or _retraining_since(settings, drift_arrived)
-        if retraining_run:
-            summary.retraining_run = retraining_run
-            step(f"training/retrain triggered by the drift episode; waiting for flow run {summary.retraining_run}")
+        if check.get("triggered") or _retraining_requested_since(settings, drift_arrived):
+            triggered = _triggered_retraining(settings, drift_arrived)
+            summary.retraining_run = str(triggered.id)
+            summary.retraining_trigger = triggered.created_by.display_value if triggered.created_by else None
+            step(
+                f"training/retrain started by the trigger {summary.retraining_trigger!r} on the drift event; "
+                f"waiting for flow run {summary.retraining_run}"
+            )
             run = _wait_flow_run(summary.retraining_run, "retraining")
             summary.retraining_run_name = run.name
             new_champion = _champion(settings)
@@ -369,7 +400,10 @@ def describe(summary: LoopSummary) -> list[str]:
         shown = f"drift share {share:.2f}" if share is not None else "no drift share"
         lines.append(f"monitoring check {number}: {check['status']}, {shown}: {check['reason']}")
     if summary.retraining_run_name:
-        lines.append(f"retraining: flow run {summary.retraining_run_name!r} ({summary.retraining_run})")
+        lines.append(
+            f"retraining: flow run {summary.retraining_run_name!r} ({summary.retraining_run}), "
+            f"started by the trigger {summary.retraining_trigger!r}"
+        )
     for phase, count in summary.requests.items():
         lines.append(f"requests {phase}: {count}, failed {summary.failures.get(phase, 0)}")
     lines.append(f"answers per model version: {summary.served_versions}")

@@ -18,15 +18,34 @@ from scipy import stats
 from mlops_core.prediction_log import VARIANT_CHALLENGER, VARIANT_CHAMPION, VARIANT_SHADOW
 from mlops_core.settings import ExperimentSettings
 from stages.experiment.decision import decide_comparison
-from stages.experiment.results import Interval, VariantComparison, VariantSummary
+from stages.experiment.results import Interval, SampleRatio, VariantComparison, VariantSummary
 from stages.experiment.sequential import per_row_gain, sequential_test
+from stages.experiment.srm import sample_ratio_test
 from stages.promotion.statistics import weighted_metric
 
 
+def decision_values(y: np.ndarray, p: np.ndarray, values: dict[str, float]) -> np.ndarray:
+    """The business value of each row's decision by the cost matrix: a row is approved when the model predicts
+    the negative class (for the loan model: no default), and ``y`` says whether the positive outcome came."""
+    approved = p < 0.5
+    return np.select(
+        [approved & (y == 0), approved & (y == 1), ~approved & (y == 0)],
+        [values["approved_good"], values["approved_bad"], values["declined_good"]],
+        default=values["declined_bad"],
+    ).astype(float)
+
+
 def summarise(
-    variant: str, version: int, y: np.ndarray, p: np.ndarray, confidence: float = 0.95, seed: int = 0
+    variant: str,
+    version: int,
+    y: np.ndarray,
+    p: np.ndarray,
+    outcome_values: dict[str, float],
+    confidence: float = 0.95,
+    seed: int = 0,
 ) -> VariantSummary:
-    """Point values with fixed-sample intervals (normal for means, bootstrap for ROC AUC): a description, not the test."""
+    """Point values with fixed-sample intervals (normal for means, bootstrap for ROC AUC): a description, not the
+    test. ``business_value`` is the mean value per decision by ``outcome_values``, the cost matrix."""
     z = stats.norm.ppf(0.5 + confidence / 2)
 
     def mean_interval(values: np.ndarray) -> Interval:
@@ -49,6 +68,7 @@ def summarise(
         accuracy=mean_interval(per_row_gain("accuracy", y, p)),
         roc_auc=Interval(value=float(auc), lower=float(auc_interval[0]), upper=float(auc_interval[1])),
         log_loss=mean_interval(-per_row_gain("log_loss", y, p)),
+        business_value=mean_interval(decision_values(y, p, outcome_values)),
     )
 
 
@@ -62,9 +82,10 @@ def labelled(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def compare_variants(
-    log: pd.DataFrame, champion: int, challenger: int, policy: ExperimentSettings
+    log: pd.DataFrame, champion: int, challenger: int, policy: ExperimentSettings, challenger_share: float
 ) -> list[VariantComparison]:
-    """An A/B and a shadow evaluation of ``challenger`` against ``champion``, for whichever has rows."""
+    """An A/B and a shadow evaluation of ``challenger`` against ``champion``, for whichever has rows; the A/B
+    split (all served rows, labelled or not) is checked against ``challenger_share``, the configured one."""
     versions = log["model_version"].astype(int)
     served_by_challenger = log[(log["variant"] == VARIANT_CHALLENGER) & (versions == challenger)]
     shadow = log[(log["variant"] == VARIANT_SHADOW) & (versions == challenger)]
@@ -72,14 +93,17 @@ def compare_variants(
     evaluations = []
     if len(served_by_challenger):
         since = served_by_challenger["ts"].min()  # the same period and traffic for both groups
+        champion_since = champion_rows[champion_rows["ts"] >= since]
+        split = sample_ratio_test(len(champion_since), len(served_by_challenger), challenger_share, policy.srm_alpha)
         evaluations.append(
             _compare(
                 "ab",
-                labelled(champion_rows[champion_rows["ts"] >= since]),
+                labelled(champion_since),
                 labelled(served_by_challenger),
                 champion,
                 challenger,
                 policy,
+                split,
             )
         )
     if len(shadow):
@@ -94,7 +118,13 @@ def compare_variants(
 
 
 def _compare(
-    kind: str, champ: pd.DataFrame, chal: pd.DataFrame, champion: int, challenger: int, policy: ExperimentSettings
+    kind: str,
+    champ: pd.DataFrame,
+    chal: pd.DataFrame,
+    champion: int,
+    challenger: int,
+    policy: ExperimentSettings,
+    sample_ratio: SampleRatio | None = None,
 ) -> VariantComparison:
     metric = policy.decision_metric
     test = None
@@ -106,14 +136,16 @@ def _compare(
             metric=metric,
             policy=policy,
         )
-    verdict = decide_comparison(test, (len(champ), len(chal)), policy)
+    verdict = decide_comparison(test, (len(champ), len(chal)), policy, sample_ratio)
+    values = policy.outcome_values
     return VariantComparison(
         kind=kind,
-        champion=summarise("champion", champion, champ["y"].to_numpy(), champ["p"].to_numpy()),
+        champion=summarise("champion", champion, champ["y"].to_numpy(), champ["p"].to_numpy(), values),
         challenger=summarise(
-            kind if kind == "shadow" else "challenger", challenger, chal["y"].to_numpy(), chal["p"].to_numpy()
+            kind if kind == "shadow" else "challenger", challenger, chal["y"].to_numpy(), chal["p"].to_numpy(), values
         ),
         test=test,
         decision=verdict.action,
         reasons=verdict.reasons,
+        sample_ratio=sample_ratio,
     )

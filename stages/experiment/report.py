@@ -20,12 +20,19 @@ def markdown(outcome: ExperimentOutcome) -> str:
             "",
             f"## {e.kind}",
             "",
-            "| variant | version | rows | accuracy | ROC AUC | log loss |",
-            "|---|---|---|---|---|---|",
+            "| variant | version | rows | value per decision | accuracy | ROC AUC | log loss |",
+            "|---|---|---|---|---|---|---|",
         ]
         for s in (e.champion, e.challenger):
+            value = s.business_value
             cells = [f"{m.value:.4f} [{m.lower:.4f}, {m.upper:.4f}]" for m in (s.accuracy, s.roc_auc, s.log_loss)]
-            lines.append(f"| {s.variant} | {s.model_version} | {s.rows} | " + " | ".join(cells) + " |")
+            lines.append(
+                f"| {s.variant} | {s.model_version} | {s.rows} | {value.value:.2f} [{value.lower:.2f}, {value.upper:.2f}] | "
+                + " | ".join(cells)
+                + " |"
+            )
+        if e.sample_ratio is not None:
+            lines += ["", f"Sample ratio: {e.sample_ratio}"]
         if e.test is not None:
             lines += [
                 "",

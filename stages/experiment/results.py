@@ -17,12 +17,37 @@ class Interval(BaseModel):
 
 
 class VariantSummary(BaseModel):
+    """ML metrics and ``business_value``: the mean value of one decision by the cost matrix (settings)."""
+
     variant: str
     model_version: int
     rows: int
     accuracy: Interval
     roc_auc: Interval
     log_loss: Interval
+    business_value: Interval
+
+
+class SampleRatio(BaseModel):
+    """The A/B split observed against the configured challenger share (``stages.experiment.srm``)."""
+
+    champion_rows: int
+    challenger_rows: int
+    expected_share: float
+    observed_share: float
+    p_value: float
+    alpha: float
+
+    @property
+    def mismatch(self) -> bool:
+        return self.p_value < self.alpha
+
+    def __str__(self) -> str:
+        verdict = "MISMATCH, no decision" if self.mismatch else "as configured"
+        return (
+            f"split {self.challenger_rows}/{self.champion_rows + self.challenger_rows} to the challenger "
+            f"({self.observed_share:.1%} vs {self.expected_share:.1%} configured, SRM p={self.p_value:.2g}): {verdict}"
+        )
 
 
 class SequentialTest(BaseModel):
@@ -46,6 +71,7 @@ class VariantComparison(BaseModel):
     test: SequentialTest | None
     decision: ExperimentAction
     reasons: list[str]
+    sample_ratio: SampleRatio | None = None  # A/B only: shadow rows answer the champion's own requests
 
     @property
     def evidence(self) -> str:
@@ -54,6 +80,8 @@ class VariantComparison(BaseModel):
             f"{self.kind}: challenger v{self.challenger.model_version} ({self.challenger.rows} rows) vs champion "
             f"v{self.champion.model_version} ({self.champion.rows} rows)"
         ]
+        if self.sample_ratio is not None and not self.sample_ratio.mismatch:
+            parts.append(str(self.sample_ratio))
         if self.test is not None:
             t = self.test
             parts.append(

@@ -7,13 +7,17 @@ labelled rows below its holdout's by more than the allowed drop) ask for retrain
 security (a burst of refused keys or rate-limit refusals) only alert: a new model fixes none of them.
 Retraining alerts come in episodes (a run of alerting checks); an episode triggers one retraining at most,
 and no retraining starts within the cooldown after the last one.
+
+Each alert goes out as a Prefect event about the registered model (``alert_events``); the event of the alert
+that starts retraining carries the label ``mlops.retrain: "true"`` and the alerting model's own training
+parameters, which the retraining deployment's trigger in ``prefect.yaml`` matches and passes on.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from mlops_core.settings import MonitoringSettings
 from stages.monitoring.drift import DriftResult, PredictionDrift
@@ -24,6 +28,11 @@ from stages.monitoring.quality import QualityResult
 NO_ALERT_REASON = "no drift, decay, health or security alert over the thresholds"
 Kind = Literal["drift", "prediction drift", "quality drop", "latency", "errors", "security"]
 RETRAINING_KINDS: tuple[Kind, ...] = ("drift", "prediction drift", "quality drop")
+# The event of an alert is ALERT_EVENT.<kind>, e.g. mlops.monitoring.alert.quality-drop; its resource is the
+# registered model. prefect.yaml's retraining trigger names these (a unit test holds them together).
+ALERT_EVENT = "mlops.monitoring.alert"
+MODEL_RESOURCE = "mlflow.registered-model"
+RETRAIN_LABEL = "mlops.retrain"
 
 
 @dataclass(frozen=True)
@@ -168,3 +177,39 @@ def decide_alert(
         held_back=held_back,
         alerts=tuple(alerts),
     )
+
+
+def alert_event_name(kind: Kind) -> str:
+    return f"{ALERT_EVENT}.{kind.replace(' ', '-')}"
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """One Prefect event: ``emit_event(event=name, resource=resource, payload=payload)``."""
+
+    name: str
+    resource: dict[str, str]
+    payload: dict[str, Any]
+
+
+def alert_events(decision: AlertDecision, model: str, check_id: int, retraining: dict[str, Any]) -> list[AlertEvent]:
+    """An event per alert of the check; only the alert that causes a retraining asks for it (label and
+    ``retraining``, the alerting model's training parameters), so one check starts one retraining at most."""
+    events = []
+    for alert in decision.alerts:
+        asks = decision.triggers_retraining and alert.kind == decision.cause
+        resource = {
+            "prefect.resource.id": f"{MODEL_RESOURCE}.{model}",
+            "prefect.resource.name": model,
+            RETRAIN_LABEL: str(asks).lower(),
+        }
+        payload = {
+            "kind": alert.kind,
+            "figures": alert.figures,
+            "check_id": check_id,
+            "episode": decision.episode,
+            "retraining": retraining if asks else None,
+            "held_back": decision.held_back if alert.retrains else None,
+        }
+        events.append(AlertEvent(alert_event_name(alert.kind), resource, payload))
+    return events

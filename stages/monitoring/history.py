@@ -31,6 +31,7 @@ checks = Table(
     Column("triggered", Boolean, nullable=False, default=False),
     Column("retraining_alert", Boolean, nullable=False, default=False),
     Column("retraining_run_id", String(64)),
+    Column("retraining_event_id", String(64)),
     Column("reason", Text, nullable=False),
 )
 
@@ -47,7 +48,8 @@ class CheckRecord(BaseModel):
     episode: int = 0
     triggered: bool = False
     retraining_alert: bool = False  # drift or quality; a health or security alert alone is not
-    retraining_run_id: str | None = None
+    retraining_run_id: str | None = None  # checks before alert events started the retraining run themselves
+    retraining_event_id: str | None = None  # the Prefect event asking for it; the trigger starts the run
     reason: str
 
 

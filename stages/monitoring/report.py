@@ -28,7 +28,7 @@ def monitoring_markdown(
         f"- Window: {record.window_start:%Y-%m-%d %H:%M} .. {record.window_end:%Y-%m-%d %H:%M} UTC, "
         f"{sample.rows_in_window:,} rows logged, {sample.rows:,} checked, {sample.malformed:,} malformed skipped",
         f"- Decision: {record.reason}",
-        f"- Retraining: {'triggered, flow run ' + record.retraining_run_id if record.triggered else 'not triggered'}",
+        f"- Retraining: {_retraining(record)}",
         f"- Drift share: {drift.drift_share:.2f} ({len(drift.drifted_columns)} of {len(drift.scores)} columns)",
         f"- Score PSI: {scores.psi:.3f} (null's critical value {scores.critical_value:.3f} at {scores.rows:,} rows)",
         f"- Evidently report (its own bins, no correction for the window size): {report}",
@@ -55,3 +55,9 @@ def monitoring_markdown(
         f"{health.rate_limited_per_hour} rate-limit refusals",
     ]
     return "\n".join(lines)
+
+
+def _retraining(record: CheckRecord) -> str:
+    if not record.triggered:
+        return "not triggered"
+    return f"requested by event {record.retraining_event_id}; the retraining deployment's trigger starts the run"

@@ -187,8 +187,11 @@ def promote(
     actor: str | None = None,
     flow_run_id: str | None = None,
     alias: str | None = None,
+    improvement_shown_by: str | None = None,
 ) -> PromotionDecision:
-    """Gate ``version`` against the current champion and move the alias when it passes (or when forced)."""
+    """Gate ``version`` against the current champion and move the alias when it passes (or when forced).
+    ``improvement_shown_by``: the evidence that it is better from elsewhere (an A/B test); the gate's guards
+    still hold."""
     policy = settings.promotion
     model = settings.mlflow.registered_model
     actor = actor or current_actor()
@@ -217,7 +220,9 @@ def promote(
                 flow_run_id=flow_run_id,
             )
         else:
-            decision = _gated_decision(client, model, candidate, champion, target_alias, previous, policy)
+            decision = _gated_decision(
+                client, model, candidate, champion, target_alias, previous, policy, improvement_shown_by
+            )
             decision.actor, decision.flow_run_id = actor, flow_run_id
             if reason:
                 decision.reasons.append(f"requested: {reason}")
@@ -264,6 +269,7 @@ def _gated_decision(
     target_alias: str,
     previous: int | None,
     policy: PromotionSettings,
+    improvement_shown_by: str | None = None,
 ) -> PromotionDecision:
     rows, labels = evaluation_data(client, candidate)
     truth = labels.to_numpy().astype(int)
@@ -280,7 +286,7 @@ def _gated_decision(
                 previous_version=previous,
                 reasons=[f"the champion cannot score this version's holdout ({exc}); promote with force"],
             )
-    verdict = gate(truth, candidate_scores, champion_scores, policy)
+    verdict = gate(truth, candidate_scores, champion_scores, policy, improvement_shown_by)
     return PromotionDecision.about(
         candidate,
         alias=target_alias,

@@ -3,6 +3,8 @@
 A version replaces the champion only when, on the same evaluation rows (the new version's holdout, scored
 by both models), the primary metric improves by the configured margin with a paired bootstrap lower bound
 above zero, and no guard metric regresses beyond its tolerance. The first model must clear an absolute floor.
+When the improvement was established elsewhere (an A/B test on served traffic), only the guards decide: the
+holdout comparison of the primary metric is reported beside it.
 """
 
 from __future__ import annotations
@@ -47,9 +49,14 @@ def first_model_verdict(candidate_metrics: dict[str, float], floor: dict[str, fl
 
 
 def gate(
-    truth: np.ndarray, candidate: np.ndarray, champion: np.ndarray | None, policy: PromotionSettings
+    truth: np.ndarray,
+    candidate: np.ndarray,
+    champion: np.ndarray | None,
+    policy: PromotionSettings,
+    improvement_shown_by: str | None = None,
 ) -> GateVerdict:
-    """The verdict on one candidate, both models scored on the same rows (``champion`` None: no champion yet)."""
+    """The verdict on one candidate, both models scored on the same rows (``champion`` None: no champion yet);
+    ``improvement_shown_by`` the evidence that the candidate is better when that comes from elsewhere."""
     cand_metrics = probability_metrics(truth, candidate)
     if champion is None:
         return first_model_verdict(cand_metrics, policy.floor)
@@ -73,6 +80,9 @@ def gate(
         f"({'significant' if significant else 'not significant'}, paired bootstrap, {test.resamples} resamples)"
     ]
     passes = improves and significant
+    if improvement_shown_by:
+        reasons.insert(0, f"improvement shown by {improvement_shown_by}; on the holdout only the guards decide")
+        passes = True
     for metric, tolerance in policy.guard_tolerances.items():
         worse_by = regression(metric, cand_metrics[metric], champ_metrics[metric])
         ok = worse_by <= tolerance

@@ -1,8 +1,10 @@
-"""The training deployment in prefect.yaml end to end: a real Prefect server, a process work pool and worker.
+"""The deployments in prefect.yaml end to end: a real Prefect server, a process work pool and worker.
 
 Everything runs as separate processes, as a user runs it: `prefect server start`, `prefect work-pool create`,
 `prefect --no-prompt deploy --all`, `prefect worker start`; the run is triggered through the API and must
-complete and register a model version in the MLflow store the worker's environment points at.
+complete and register a model version in the MLflow store the worker's environment points at. Then a second
+registered model drifts: its monitoring check's event reaches the retraining trigger, which retrains that model
+(not the worker's), once per episode, one training of it at a time, and the alert reaches a webhook.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
 from mlops_core import registry
 from mlops_core.settings import PROJECT_ROOT, Settings
+from tests.servers import webhook_receiver
 from tooling import processes as server_processes
 
 PREFECT = str(PROJECT_ROOT / ".venv" / "bin" / "prefect")
@@ -26,6 +30,8 @@ DEPLOYMENT = "training/train"
 SERVER_START_TIMEOUT = 60  # about 14 s on a new database on 2 cores
 CLI_TIMEOUT = 60
 FLOW_RUN_TIMEOUT = 90
+TRIGGER_TIMEOUT = 60  # the server's trigger service acts on an event within seconds
+SECOND_MODEL = "loan-default-second"
 
 
 class _Processes:
@@ -80,9 +86,9 @@ def processes(tmp_path: Path) -> Iterator[_Processes]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_training_deployment_runs_on_a_process_worker(
-    tmp_path: Path, settings: Settings, loan_batches: Path, processes: _Processes
+    tmp_path: Path, settings: Settings, loan_batches: Path, processes: _Processes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     port = server_processes.free_port()
     api_url = f"http://127.0.0.1:{port}/api"
@@ -159,3 +165,80 @@ def test_training_deployment_runs_on_a_process_worker(
     assert [int(v.version) for v in versions] == [1]
     assert versions[0].tags[registry.TAG_SEMVER] == "1.0.0"
     assert versions[0].tags[registry.TAG_GX_SUCCESS] == "true"
+
+    with temporary_settings({PREFECT_API_URL: api_url}), webhook_receiver() as (webhook, received):
+        _second_model_drifts_and_is_retrained_by_the_trigger(settings, monkeypatch, webhook, received, processes)
+
+
+def _wait_final(client, run_id, processes: _Processes):
+    deadline = time.monotonic() + FLOW_RUN_TIMEOUT
+    while not (run := client.read_flow_run(run_id)).state.is_final():
+        if time.monotonic() > deadline:
+            pytest.fail(f"flow run {run.name} still {run.state} after {FLOW_RUN_TIMEOUT} s\n{processes.logs()}")
+        time.sleep(1)
+    assert run.state.is_completed(), f"flow run {run.name} ended {run.state}\n{processes.logs()}"
+    return run
+
+
+def _second_model_drifts_and_is_retrained_by_the_trigger(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, webhook: str, received: list, processes: _Processes
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, LogFilter, LogFilterFlowRunId
+    from prefect.deployments import run_deployment
+
+    from flows.monitoring import monitoring_flow
+    from mlops_core.settings import get_settings
+    from stages.data.generator import generate_day
+    from stages.promotion.aliases import promote
+    from tests.helpers import log_predictions, register_quickly
+
+    # A second registered model, monitored by its own settings; the worker's settings name the first one.
+    monkeypatch.setenv("MLOPS_MLFLOW__REGISTERED_MODEL", SECOND_MODEL)
+    monkeypatch.setenv("MLOPS_MONITORING__ALERT_WEBHOOK_URL", webhook)
+    get_settings.cache_clear()
+    second = get_settings()
+    promote(second, register_quickly(second, second.data_source).version)
+    log_predictions(second, generate_day(date(2026, 11, 9), 1_000, seed=7, scenario="covariate"))
+    first_check = monitoring_flow(min_rows=300)
+    assert first_check.triggered, first_check.reason
+
+    def retrainings():
+        with get_client(sync_client=True) as client:
+            return client.read_flow_runs(
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["retrain"]))
+            )
+
+    (retraining,) = server_processes.poll(retrainings, timeout=TRIGGER_TIMEOUT, what="the trigger's retraining")
+    assert retraining.created_by.display_value == "retrain on drift or decay"
+    assert retraining.parameters["registered_model"] == SECOND_MODEL
+    # A manual training of the same model, requested while the retraining is pending: they run one at a time.
+    manual = run_deployment(DEPLOYMENT, parameters={"registered_model": SECOND_MODEL}, timeout=0, as_subflow=False)
+
+    log_predictions(
+        second, generate_day(date(2026, 11, 10), 1_000, seed=8, scenario="covariate"), when=datetime.now(UTC)
+    )
+    next_check = monitoring_flow(min_rows=300)  # the same episode: it alerts and asks for nothing
+    assert next_check.status == "alert" and not next_check.triggered, next_check.reason
+
+    with get_client(sync_client=True) as client:
+        logs = {}
+        for run in (retraining, manual):
+            name = _wait_final(client, run.id, processes).name
+            logs[run.id] = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+        assert name == f"train {manual.expected_start_time:%Y-%m-%d} window all"
+        assert client.read_flow_run(retraining.id).name.startswith("retrain after drift (share"), retraining
+    held = [run_id for run_id, lines in logs.items() if any("held back" in line.message for line in lines)]
+    assert len(held) == 1, "exactly one of the two overlapping trainings waited for the other"
+    (free,) = set(logs) - set(held)
+    acquired = [line.timestamp for line in logs[held[0]] if "acquired" in line.message]
+    last_step_of_free = max(line.timestamp for line in logs[free] if line.task_run_id is not None)
+    assert acquired and acquired[0] >= last_step_of_free, "the held-back training started before the other ended"
+    assert len(retrainings()) == 1, "one retraining per episode"
+
+    client = registry.connect(settings)
+    assert [int(v.version) for v in registry.model_versions(client, SECOND_MODEL)] == [1, 2, 3]
+    assert [int(v.version) for v in registry.model_versions(client, settings.mlflow.registered_model)] == [1]
+    alerts = [body for body in received if SECOND_MODEL in body["subject"]]
+    assert len(alerts) == 2 and "drift share" in alerts[0]["body"], received
+    assert "retraining requested" in alerts[0]["subject"] and "retraining requested" not in alerts[1]["subject"]

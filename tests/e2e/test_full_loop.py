@@ -121,8 +121,10 @@ def test_stack_up_twice_then_the_full_loop_then_down(cli: StackCli) -> None:
     assert ok_check["status"] == "ok", ok_check
     assert drift_check["status"] == "alert" and drift_check["triggered"], drift_check
     assert drift_check["drift_share"] >= 0.3
-    assert summary["retraining_run"] == drift_check["retraining_run_id"]
-    assert summary["retraining_run_name"].startswith("retrain after drift"), summary
+    assert summary["retraining_trigger"] == "retrain on drift or decay", summary  # prefect.yaml's trigger
+    assert drift_check["retraining_event_id"] and summary["retraining_run"], summary
+    assert summary["retraining_run_name"].startswith("retrain after drift (share"), summary
+    assert "started by the trigger 'retrain on drift or decay'" in result.stdout, _out(result)
     assert summary["champion_after"] == 2, f"the gate kept version 1: {versions[1]['reasons']}"
     assert [(m["alias"], m["from"], m["to"]) for m in summary["alias_moves"]] == [
         ("champion", None, 1),

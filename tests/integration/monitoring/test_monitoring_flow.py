@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
+import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import mlflow
 import mlflow.sklearn
 import numpy as np
-import pandas as pd
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter
@@ -17,12 +16,14 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterNam
 from flows.monitoring import monitoring_flow
 from flows.training import training_flow
 from mlops_core import db, migrations, registry, security_log
-from mlops_core.prediction_log import engine_for, predictions, record_ground_truth
-from stages.data.generator import ENTITY_ID, TARGET, TIMESTAMP, generate_day
+from mlops_core.prediction_log import engine_for, record_ground_truth
+from stages.data.generator import TARGET, generate_day
 from stages.monitoring.history import CheckHistory
+from stages.monitoring.trend import TREND_FIGURE, TREND_RUN_TAG, check_step
 from stages.monitoring.window import MonitoringError
 from stages.promotion.aliases import promote
-from tests.helpers import register_quickly
+from tests.helpers import log_predictions, register_quickly, retraining_triggers
+from tooling.processes import poll
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 MODEL = "loan-default"
@@ -41,13 +42,19 @@ def champion(settings, loan_batches, monkeypatch):
 
 
 @pytest.fixture
-def retrain_deployment(prefect_harness):
-    """The deployment monitoring triggers, registered in the test server (no worker: runs stay scheduled)."""
-    deployment_id = training_flow.to_deployment(name="retrain").apply()
+def retrain_deployment(prefect_harness, settings):
+    """The retraining deployment with its trigger as prefect.yaml declares it, registered in the test server (no
+    worker: runs stay scheduled). The runs the test's checks asked for are awaited and deleted afterwards, so
+    none arrives during the next test."""
+    deployment_id = training_flow.to_deployment(name="retrain", triggers=retraining_triggers()).apply()
     yield deployment_id
+    asked = sum(check.triggered for check in CheckHistory(settings.monitoring_state_url).all(MODEL))
     with get_client(sync_client=True) as client:
-        for run in _retraining_runs():
+        for run in _triggered_retrainings(asked) if asked else _retraining_runs():
             client.delete_flow_run(run.id)
+
+
+TRIGGER_TIMEOUT = 60  # the server's trigger service acts on an event within seconds
 
 
 def _retraining_runs():
@@ -58,54 +65,13 @@ def _retraining_runs():
         )
 
 
-def log_predictions(
-    settings,
-    frame: pd.DataFrame,
-    *,
-    with_truth=False,
-    when=None,
-    malformed=0,
-    version=None,
-    latency_ms=1.0,
-    scores=None,
-) -> list[str]:
-    """Rows as the service writes them: the champion's real predictions on ``frame`` (or ``scores``), logged as
-    ``version`` (default: the champion's); their ids."""
-    uri = f"models:/{MODEL}@champion"
-    model = mlflow.sklearn.load_model(uri)
-    served = version
-    version = registry.connect(settings).get_model_version_by_alias(MODEL, "champion")
-    features = frame.drop(columns=[TARGET, ENTITY_ID, TIMESTAMP])
-    for name in features.select_dtypes("category"):
-        features[name] = features[name].astype(object).where(features[name].notna(), None)
-    proba = model.predict_proba(features) if scores is None else np.c_[1 - scores, scores]
-    when = when or datetime.now(UTC) - timedelta(minutes=5)
-    rows = []
-    for i, (record, p) in enumerate(zip(features.to_dict("records"), proba, strict=True)):
-        clean = {k: (None if isinstance(v, float) and v != v else v) for k, v in record.items()}
-        rows.append(
-            {
-                "prediction_id": str(uuid.uuid4()),
-                "ts": when,
-                "model_name": MODEL,
-                "model_version": int(version.version) if served is None else served,
-                "model_semver": version.tags["semver"],
-                "variant": "champion",
-                "input_hash": "x",
-                "features": clean if i >= malformed else {"age": "forty"},
-                "prediction": str(int(p[1] >= 0.5)),
-                "confidence": float(max(p)),
-                "probabilities": {"0": float(p[0]), "1": float(p[1])},
-                "latency_ms": latency_ms,
-                "ground_truth": str(int(frame[TARGET].iloc[i])) if with_truth else None,
-                "ground_truth_ts": when if with_truth else None,
-            }
-        )
-    engine = engine_for(settings.prediction_log_url)
-    with engine.begin() as connection:
-        connection.execute(predictions.insert(), rows)
-    engine.dispose()
-    return [row["prediction_id"] for row in rows]
+def _triggered_retrainings(count: int = 1):
+    """The retraining runs once the trigger has started ``count`` of them."""
+    return poll(
+        lambda: len(runs := _retraining_runs()) >= count and runs,
+        timeout=TRIGGER_TIMEOUT,
+        what=f"{count} retraining run(s) started by the trigger",
+    )
 
 
 def test_no_drift_triggers_nothing(settings, champion, retrain_deployment):
@@ -125,14 +91,17 @@ def test_covariate_drift_triggers_exactly_one_retraining_within_the_cooldown(set
     log_predictions(
         settings, generate_day(date(2026, 11, 10), 2_000, seed=7, scenario="covariate"), when=datetime.now(UTC)
     )
+    (run,) = _triggered_retrainings()
     second = monitoring_flow()
     assert second.status == "alert" and not second.triggered
     assert "already triggered" in second.reason
 
-    runs = _retraining_runs()
-    assert len(runs) == 1
-    assert runs[0].name.startswith("retrain after drift") and "triggered-by-monitoring" in runs[0].tags
-    assert str(runs[0].id) == first.retraining_run_id
+    assert run.parameters["registered_model"] == MODEL and run.parameters["suite"] == settings.validation.suite
+    assert run.parameters["data"]["source"] == str(settings.data_source)
+    assert run.created_by.display_value == "retrain on drift or decay"  # the automation prefect.yaml declares
+    assert run.parameters["reason"] == f"drift (share {first.drift_share:.2f})"  # the run is named after it
+    time.sleep(5)  # the second check's event (retrain "false") must start nothing
+    assert len(_retraining_runs()) == 1
 
     history = CheckHistory(settings.monitoring_state_url).all(MODEL)
     assert [(c.status, c.triggered) for c in history] == [("alert", True), ("alert", False)]
@@ -145,7 +114,7 @@ def test_concept_drift_with_labels_triggers_on_the_quality_drop(settings, champi
     assert record.drift_share < 0.3  # the inputs did not move ...
     assert record.status == "alert" and record.triggered  # ... but the model got worse
     assert "ROC AUC" in record.reason and record.quality_drop > 0.05
-    assert _retraining_runs()[0].name.startswith("retrain after quality drop")
+    assert len(_triggered_retrainings()) == 1
 
 
 def test_an_empty_window_skips_with_its_reason(settings, champion):
@@ -160,7 +129,7 @@ def test_malformed_rows_are_counted_and_skipped(settings, champion, retrain_depl
     assert record.status == "ok"
     client = registry.connect(settings)
     experiment = client.get_experiment_by_name("monitoring")
-    run = client.search_runs([experiment.experiment_id])[0]
+    run = client.search_runs([experiment.experiment_id], filter_string="tags.model = 'loan-default'")[0]
     assert run.data.metrics["malformed_rows"] == 150
     assert run.data.metrics["rows_checked"] == 850
 
@@ -171,15 +140,27 @@ def test_too_many_malformed_rows_skip_instead_of_reporting_no_drift(settings, ch
     assert record.status == "skipped" and "300 malformed rows skipped" in record.reason
 
 
-def test_the_report_is_logged_as_html_and_drift_share_is_a_metric(settings, champion, retrain_deployment):
+def test_each_check_adds_to_the_models_drift_series_and_keeps_its_report(settings, champion, retrain_deployment):
     log_predictions(settings, generate_day(date(2026, 11, 9), 1_000, seed=7))
-    monitoring_flow()
+    first = monitoring_flow()
+    log_predictions(settings, generate_day(date(2026, 11, 10), 1_000, seed=8), when=datetime.now(UTC))
+    second = monitoring_flow()
     client = registry.connect(settings)
     experiment = client.get_experiment_by_name("monitoring")
-    run = client.search_runs([experiment.experiment_id])[0]
-    assert "drift_share" in run.data.metrics
+    (trend,) = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{TREND_RUN_TAG}` = '{MODEL}'")
+    for name in ("drift_share", "score_psi", "psi.credit_score"):
+        history = client.get_metric_history(trend.info.run_id, name)
+        assert [m.step for m in history] == [check_step(first.checked_at), check_step(second.checked_at)], name
+    assert [m.value for m in client.get_metric_history(trend.info.run_id, "drift_share")] == [
+        first.drift_share,
+        second.drift_share,
+    ]
+    check = client.search_runs([experiment.experiment_id], filter_string="tags.model = 'loan-default'")[0]
+    assert "drift_share" in check.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(check.info.run_id)}
+    assert TREND_FIGURE in artifacts and "evidently" in artifacts
     html = Path(
-        mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="evidently/drift_report.html")
+        mlflow.artifacts.download_artifacts(run_id=check.info.run_id, artifact_path="evidently/drift_report.html")
     )
     text = html.read_text()
     assert text.lstrip().lower().startswith("<!doctype html") or "<html" in text[:500].lower()
@@ -218,7 +199,9 @@ def test_labels_of_another_version_do_not_count_against_the_champion(settings, c
     record = monitoring_flow()
     assert record.status == "ok" and record.quality_drop is None, record.reason
     client = registry.connect(settings)
-    run = client.search_runs([client.get_experiment_by_name("monitoring").experiment_id])[0]
+    run = client.search_runs(
+        [client.get_experiment_by_name("monitoring").experiment_id], filter_string="tags.model = 'loan-default'"
+    )[0]
     assert f"quality.v{int(champion.version) + 100}.champion.roc_auc" in run.data.metrics  # reported, apart
 
 
@@ -236,6 +219,9 @@ def test_slow_answers_alert_without_retraining(settings, champion, retrain_deplo
     _retrained_or_alerted(record, "latency")
     assert "p99 900 ms > 500 ms" in record.reason and not record.triggered
     assert _retraining_runs() == []
+    # The same window again with the threshold a deployment parameter overrides: no alert.
+    relaxed = monitoring_flow(window_hours=1, latency_p99_ms_threshold=1000)
+    assert relaxed.status == "ok", relaxed.reason
 
 
 def test_a_burst_of_refused_keys_alerts_as_security_without_retraining(settings, champion, retrain_deployment):

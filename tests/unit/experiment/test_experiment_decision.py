@@ -5,6 +5,7 @@ import pytest
 from mlops_core.settings import ExperimentSettings
 from stages.experiment.decision import decide_comparison, decide_experiment
 from stages.experiment.results import Interval, SequentialTest, VariantComparison, VariantSummary
+from stages.experiment.srm import sample_ratio_test
 
 POLICY = ExperimentSettings(min_samples=200, max_samples=5000)
 
@@ -39,11 +40,36 @@ def test_comparison_cases(case, test, rows, action, says):
     assert says in verdict.reasons[0], case
 
 
+@pytest.mark.parametrize(
+    ("case", "served", "share", "action", "says"),
+    [
+        ("a mismatch blocks a clear result", (5000, 4000), 0.5, "collect", "sample ratio mismatch"),
+        ("a sound split lets it decide", (5000, 4900), 0.5, "promote", "better"),
+        ("a sound 10 % split", (9000, 1000), 0.1, "promote", "better"),
+        ("rows to a challenger configured to get none", (9000, 10), 0.0, "collect", "sample ratio mismatch"),
+    ],
+)
+def test_sample_ratio_cases(case, served, share, action, says):
+    split = sample_ratio_test(*served, share, POLICY.srm_alpha)
+    verdict = decide_comparison(interval(0.01, 0.05), (500, 500), POLICY, split)
+    assert verdict.action == action, case
+    assert says in verdict.reasons[0], case
+
+
 def comparison(kind: str, decision: str) -> VariantComparison:
     figure = Interval(value=0.5, lower=0.4, upper=0.6)
-    summary = VariantSummary(variant=kind, model_version=1, rows=300, accuracy=figure, roc_auc=figure, log_loss=figure)
+    summary = VariantSummary(
+        variant=kind, model_version=1, rows=300, accuracy=figure, roc_auc=figure, log_loss=figure, business_value=figure
+    )
+    split = sample_ratio_test(300, 300 if decision != "mismatch" else 200, 0.5, POLICY.srm_alpha)
     return VariantComparison(
-        kind=kind, champion=summary, challenger=summary, test=None, decision=decision, reasons=[decision]
+        kind=kind,
+        champion=summary,
+        challenger=summary,
+        test=None,
+        decision="collect" if decision == "mismatch" else decision,
+        reasons=[decision],
+        sample_ratio=split if kind == "ab" else None,
     )
 
 
@@ -56,6 +82,7 @@ def comparison(kind: str, decision: str) -> VariantComparison:
         ("one decides, one collects", [("ab", "promote"), ("shadow", "collect")], "promote"),
         ("they disagree", [("ab", "promote"), ("shadow", "retire")], "collect"),
         ("both collect", [("ab", "collect"), ("shadow", "collect")], "collect"),
+        ("an A/B split mismatch blocks the shadow's decision", [("ab", "mismatch"), ("shadow", "promote")], "collect"),
     ],
 )
 def test_experiment_cases(case, decisions, action):

@@ -6,11 +6,22 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from mlops_core.settings import MonitoringSettings
-from stages.monitoring.decision import NO_ALERT_REASON, check_alerts, decide_alert, episode_of
+from stages.monitoring.decision import (
+    MODEL_RESOURCE,
+    NO_ALERT_REASON,
+    RETRAIN_LABEL,
+    RETRAINING_KINDS,
+    alert_event_name,
+    alert_events,
+    check_alerts,
+    decide_alert,
+    episode_of,
+)
 from stages.monitoring.drift import DriftResult, PredictionDrift
 from stages.monitoring.health import HealthFigures
 from stages.monitoring.history import CheckRecord
 from stages.monitoring.quality import QualityResult
+from tests.helpers import retraining_triggers
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 POLICY = MonitoringSettings(drift_share_threshold=0.3, quality_drop_threshold=0.05, cooldown_hours=12)
@@ -283,3 +294,57 @@ def test_without_enough_rows_for_drift_labels_and_the_service_still_alert():
         "latency",
     ]
     assert check_alerts(None, None, POLICY, None, health()) == []
+
+
+@pytest.mark.parametrize(
+    ("case", "share", "drop", "last", "episode_triggered", "events"),
+    [
+        ("quiet: no event", 0.1, None, None, False, []),
+        ("drift asks", 0.5, None, None, False, [("mlops.monitoring.alert.drift", "true")]),
+        (
+            "drift and decay: the cause asks, the other only alerts",
+            0.5,
+            0.2,
+            None,
+            False,
+            [("mlops.monitoring.alert.drift", "true"), ("mlops.monitoring.alert.quality-drop", "false")],
+        ),
+        ("decay asks", 0.0, 0.2, None, False, [("mlops.monitoring.alert.quality-drop", "true")]),
+        (
+            "an episode that already triggered asks nothing",
+            0.5,
+            None,
+            check("alert", 1),
+            True,
+            [("mlops.monitoring.alert.drift", "false")],
+        ),
+    ],
+)
+def test_an_event_per_alert_and_only_the_cause_asks_for_retraining(case, share, drop, last, episode_triggered, events):
+    decision = decide_alert(
+        drift(share),
+        quality(drop) if drop is not None else None,
+        POLICY,
+        last_check=last,
+        last_episode_triggered=episode_triggered,
+        last_trigger_at=None,
+        now=NOW,
+    )
+    parameters = {"registered_model": "m", "suite": "s", "data": {}}
+    emitted = alert_events(decision, "m", 7, parameters)
+    assert [(e.name, e.resource[RETRAIN_LABEL]) for e in emitted] == events, case
+    for event in emitted:
+        assert event.resource["prefect.resource.id"] == f"{MODEL_RESOURCE}.m"
+        assert event.payload["check_id"] == 7 and event.payload["figures"]
+        assert event.payload["retraining"] == (parameters if event.resource[RETRAIN_LABEL] == "true" else None)
+
+
+def test_the_retraining_trigger_in_prefect_yaml_matches_the_events_that_ask():
+    (trigger,) = retraining_triggers()
+    assert trigger.match.root == {
+        "prefect.resource.id": f"{MODEL_RESOURCE}.*",
+        RETRAIN_LABEL: "true",
+    }
+    assert trigger.expect == {alert_event_name(kind) for kind in RETRAINING_KINDS}
+    assert set(trigger.parameters) == {"registered_model", "suite", "data", "reason"}
+    assert all("event.payload.retraining." in template for template in trigger.parameters.values())

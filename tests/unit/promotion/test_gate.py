@@ -19,6 +19,7 @@ def _scores(noise: float, seed: int) -> np.ndarray:
 SHARP, BLURRED = _scores(0.6, 1), _scores(1.2, 2)
 OVERCONFIDENT = np.clip(np.where(_scores(0.5, 3) > 0.5, _scores(0.5, 3) ** 0.1, _scores(0.5, 3) ** 8), 1e-6, 1 - 1e-6)
 CALIBRATED = _scores(0.6, 4)
+FEW_RESAMPLES = PromotionSettings(guard_tolerances={}, bootstrap_resamples=100)  # the bootstrap is not the point
 
 
 @pytest.mark.parametrize(
@@ -63,6 +64,27 @@ CALIBRATED = _scores(0.6, 4)
 )
 def test_gate_cases(case, candidate, champion, policy, passes, reason):
     verdict = gate(TRUTH, candidate, champion, policy)
+    assert verdict.passes is passes, (case, verdict.reasons)
+    assert any(reason in r for r in verdict.reasons), (case, verdict.reasons)
+    assert (verdict.test is None) is (champion is None)
+
+
+@pytest.mark.parametrize(
+    ("case", "candidate", "champion", "policy", "passes", "reason"),
+    [
+        ("worse on the holdout, no guard set", BLURRED, SHARP, FEW_RESAMPLES, True, "shown by an A/B"),
+        (
+            "a guard regresses",
+            OVERCONFIDENT,
+            CALIBRATED,
+            FEW_RESAMPLES.model_copy(update={"guard_tolerances": {"log_loss": 0.01}}),
+            False,
+            "guard log_loss regresses",
+        ),
+    ],
+)
+def test_an_improvement_shown_elsewhere_leaves_the_guards_to_decide(case, candidate, champion, policy, passes, reason):
+    verdict = gate(TRUTH, candidate, champion, policy, improvement_shown_by="an A/B test")
     assert verdict.passes is passes, (case, verdict.reasons)
     assert any(reason in r for r in verdict.reasons), (case, verdict.reasons)
     assert (verdict.test is None) is (champion is None)
