@@ -164,6 +164,8 @@ class FeatureRepository:
         self.config = settings.features
         self.root = settings.feature_store_dir
         self.offline_dir = self.root / "offline" / self.config.view
+        # What the last materialisation wrote online: the stamp of each entity's row (stages.features).
+        self.materialised_path = self.root / f"{self.config.view}.materialised.parquet"
         self.journal = update_journal(settings)
 
     @cached_property
@@ -187,7 +189,7 @@ class FeatureRepository:
     @cached_property
     def view(self) -> FeatureView:
         ttl = timedelta(days=self.config.ttl_days)
-        return definitions.applicant_features(self.config.view, str(self.offline_dir), ttl)
+        return definitions.applicant_features(self.config.view, str(self.offline_dir / "*.parquet"), ttl)
 
     def apply(self) -> None:
         """Register the definitions (idempotent); cached entities are dropped in case a definition changed."""

@@ -59,6 +59,12 @@ class TrainingSettings(BaseModel):
     random_seed: int = 42
     reference_sample_rows: int = Field(default=20_000, ge=100)
     max_parallel_candidates: int = Field(default=3, ge=1)
+    fit_sample_rows: int | None = Field(
+        default=None,
+        ge=1000,
+        description="Fit candidates on a random sample of at most this many training rows (recorded in the run's "
+        "split); unset: all rows. Loading, the gate, the feature store and the holdout always use every row.",
+    )
     task_runner: Literal["threads", "dask"] = Field(
         default="threads", description="How candidates are fanned out: a thread pool, or Dask (prefect-dask)."
     )
@@ -278,7 +284,8 @@ class ExperimentSettings(BaseModel):
 class FeatureStoreSettings(BaseModel):
     """The Feast feature store: offline rows for point-in-time training sets, online rows for serving by entity.
 
-    Embedded by default (SQLite online store, Parquet files offline, registry file in the state dir). Another
+    Embedded by default (SQLite online store, Parquet files offline joined by DuckDB, registry file in the state
+    dir). Another
     store is a settings change: ``MLOPS_FEATURES__ONLINE_STORE='{"type": "redis", "connection_string":
     "host:6379"}'``, ``MLOPS_FEATURES__OFFLINE_STORE='{"type": "bigquery", ...}'`` with Feast's own keys.
     """
@@ -291,7 +298,10 @@ class FeatureStoreSettings(BaseModel):
     view: str = Field(default="applicant_features", description="The feature view of feature_repo/ to use.")
     registry: str | None = Field(default=None, description="Feast registry path or URL; default in the state dir.")
     online_store: dict[str, Any] = Field(default_factory=dict, description="Feast online_store; default SQLite.")
-    offline_store: dict[str, Any] = Field(default_factory=lambda: {"type": "file"})
+    offline_store: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "duckdb"},
+        description="Feast offline_store; default DuckDB over the Parquet rows (a columnar point-in-time join).",
+    )
     ttl_days: int = Field(
         default=0, ge=0, description="How old a feature row may be for a point-in-time join; 0 means no limit."
     )

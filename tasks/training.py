@@ -9,7 +9,15 @@ from prefect.cache_policies import NO_CACHE
 from mlops_core.profile import DatasetProfile, profile_frame
 from mlops_core.settings import CandidateName, Settings
 from stages.data.loading import LoadedData
-from stages.training.candidates import Candidate, CandidateRanking, Split, fit_candidate, select_best, split_holdout
+from stages.training.candidates import (
+    Candidate,
+    CandidateRanking,
+    Split,
+    fit_candidate,
+    sample_for_fit,
+    select_best,
+    split_holdout,
+)
 from stages.training.metrics import holdout_metrics
 
 
@@ -23,6 +31,7 @@ def split_training_data(data: LoadedData, settings: Settings) -> Split:
         timestamp=settings.data.timestamp,
         seed=settings.training.random_seed,
     )
+    split = sample_for_fit(split, settings.training.fit_sample_rows, settings.training.random_seed)
     get_run_logger().info("split %s: %d train, %d holdout", split.strategy, len(split.x_train), len(split.x_holdout))
     return split
 
