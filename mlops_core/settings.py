@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from feature_repo import definitions
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 CandidateName = Literal["logistic_regression", "random_forest", "hist_gradient_boosting"]
@@ -294,8 +296,8 @@ class FeatureStoreSettings(BaseModel):
         default=True,
         description="Build training sets from the store when the data has an entity id and a timestamp.",
     )
-    project: str = "loan_default"
-    view: str = Field(default="applicant_features", description="The feature view of feature_repo/ to use.")
+    project: str = definitions.PROJECT
+    view: str = Field(default=definitions.VIEW, description="The feature view of feature_repo/ to use.")
     registry: str | None = Field(default=None, description="Feast registry path or URL; default in the state dir.")
     online_store: dict[str, Any] = Field(default_factory=dict, description="Feast online_store; default SQLite.")
     offline_store: dict[str, Any] = Field(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from feature_repo import definitions
@@ -74,10 +75,16 @@ def training_set(
         joined = repository.store.get_historical_features(entity_df=labels, features=repository.references()).to_df()
     except Exception as exc:
         raise FeatureStoreError(f"the point-in-time join failed: {exc}") from exc
-    joined = joined.sort_values("_row", ignore_index=True)
-    found = joined[definitions.AS_OF].notna()
-    training = joined.loc[found, [definitions.JOIN_KEY, "event_timestamp", *definitions.FEATURES, target]]
-    training = training.rename(columns={definitions.JOIN_KEY: entity_id, "event_timestamp": timestamp})
+    # One reordering copy of the joined rows, only of the rows and columns kept (the window is large).
+    found = joined[definitions.AS_OF].notna().to_numpy()
+    kept = np.flatnonzero(found)
+    kept = kept[np.argsort(joined["_row"].to_numpy()[kept], kind="stable")]
+    columns = [definitions.JOIN_KEY, "event_timestamp", *definitions.FEATURES, target]
+    joined.drop(columns=[c for c in joined.columns if c not in columns], inplace=True)
+    training = joined.take(kept)
+    del joined
+    training.index = pd.RangeIndex(len(training))
+    training.rename(columns={definitions.JOIN_KEY: entity_id, "event_timestamp": timestamp}, inplace=True)
     for name in definitions.INTEGER_FEATURES:
         if training[name].notna().all():
             training[name] = training[name].astype("int64")
@@ -85,7 +92,7 @@ def training_set(
         training[name] = training[name].astype(object).where(training[name].notna(), None)
     ordered = [c for c in frame.columns if c in training.columns]
     # The file offline store drops some such rows and returns others with empty values: count against the input.
-    return TrainingSet(training[ordered].reset_index(drop=True), len(frame) - int(found.sum()))
+    return TrainingSet(training[ordered], len(frame) - int(found.sum()))
 
 
 def materialize(repository: FeatureRepository, start: datetime, end: datetime | None = None) -> Materialisation:
