@@ -115,7 +115,7 @@ class BareResult:
     load_s: float
     split_s: float
     fit_s: dict[str, float]
-    evaluate_s: float
+    evaluate_s: float | None
     total_s: float
     total_cpu_s: float
     threaded_fit_eval_s: float | None
@@ -130,6 +130,7 @@ class FlowResult:
     cpu_s: float
     server_run_s: float | None
     steps: dict[str, float]
+    step_rss_gb: dict[str, float]
     train_tasks: dict[str, float]
     orchestration_s: float | None
     completed: bool
@@ -205,11 +206,13 @@ def peak_rss_gb() -> float:
 
 
 class PeakRss:
-    """Peak resident memory of this process and its children (the Prefect server's aside), sampled every 0.2 s."""
+    """Resident memory of this process and its children (the Prefect server's aside), sampled every 0.2 s: the
+    peak, and the samples with their time so each flow step's peak can be read off."""
 
     def __init__(self, exclude: set[int]) -> None:
         self.exclude = exclude
         self.peak = 0
+        self.samples: list[tuple[datetime, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -223,6 +226,7 @@ class PeakRss:
                 with suppress(psutil.Error):
                     total += process.memory_info().rss
             self.peak = max(self.peak, total)
+            self.samples.append((datetime.now(UTC), total))
             self._stop.wait(0.2)
 
     def __enter__(self) -> PeakRss:
@@ -236,6 +240,9 @@ class PeakRss:
     @property
     def gb(self) -> float:
         return self.peak / 1024**3
+
+    def peak_gb_between(self, start: datetime, end: datetime) -> float:
+        return max((rss for at, rss in self.samples if start <= at <= end), default=0) / 1024**3
 
 
 def configure(root: Path, data_dir: Path) -> Settings:
@@ -303,7 +310,7 @@ def run_bare(settings: Settings, *, threaded: bool, serial: bool = True) -> tupl
         load_s=loaded - started,
         split_s=split_done - loaded,
         fit_s=fit_s,
-        evaluate_s=finished - fits_done,
+        evaluate_s=finished - fits_done if serial else None,
         total_s=finished - started,
         total_cpu_s=finished_cpu - started_cpu,
         threaded_fit_eval_s=threaded_s,
@@ -322,7 +329,9 @@ def _step_of(task_run_name: str) -> str:
     return re.sub(r"-[0-9a-f]{3}$", "", task_run_name)  # a task this script has no label for
 
 
-def flow_breakdown(flow_run_id: Any, wall_s: float) -> tuple[dict, dict, float | None, float | None]:
+def flow_breakdown(
+    flow_run_id: Any, wall_s: float, rss: PeakRss
+) -> tuple[dict, dict, dict, float | None, float | None]:
     """Per-step seconds from the task runs the server recorded.
 
     The server records task runs from events, a moment after the flow returns: poll until every run has
@@ -340,12 +349,14 @@ def flow_breakdown(flow_run_id: Any, wall_s: float) -> tuple[dict, dict, float |
             time.sleep(1.0)
         flow_run = client.read_flow_run(flow_run_id)
     steps: dict[str, float] = {}
+    step_rss: dict[str, float] = {}
     train: dict[str, float] = {}
     train_start = train_end = None
     ended = [r for r in runs if r.start_time and r.end_time]
     for run in sorted(ended, key=lambda r: r.start_time):
         seconds = (run.end_time - run.start_time).total_seconds()
         step = _step_of(run.name)
+        step_rss[step] = max(step_rss.get(step, 0.0), rss.peak_gb_between(run.start_time, run.end_time))
         if step == "train":
             train[run.name.removeprefix("train-")] = seconds
             train_start = run.start_time if train_start is None else min(train_start, run.start_time)
@@ -360,7 +371,7 @@ def flow_breakdown(flow_run_id: Any, wall_s: float) -> tuple[dict, dict, float |
     # The online-store write runs beside the fits: it is not on the flow's sequential path.
     sequential = sum(v for k, v in steps.items() if k != "materialise-online-features")
     orchestration = wall_s - sequential if ended and len(ended) == len(runs) else None
-    return steps, train, orchestration, server_run_s
+    return steps, step_rss, train, orchestration, server_run_s
 
 
 def describe_result(result: Any) -> tuple[str, str]:
@@ -379,7 +390,7 @@ def run_flow(server_pids: set[int]) -> FlowResult:
         state = training_flow(return_state=True)
     wall, cpu_s = now() - started, cpu() - started_cpu
     completed = state.is_completed()
-    steps, train, orchestration, server_run_s = flow_breakdown(state.state_details.flow_run_id, wall)
+    steps, step_rss, train, orchestration, server_run_s = flow_breakdown(state.state_details.flow_run_id, wall, rss)
     if completed:
         registered, best = describe_result(state.result())
     else:
@@ -390,6 +401,7 @@ def run_flow(server_pids: set[int]) -> FlowResult:
         cpu_s=cpu_s,
         server_run_s=server_run_s,
         steps=steps,
+        step_rss_gb=step_rss,
         train_tasks=train,
         orchestration_s=orchestration,
         completed=completed,
@@ -621,6 +633,17 @@ def render(results: list[SizeResult], env: dict[str, str], setup: dict[str, str]
             + " | ".join(cells)
             + f" | {fmt(r.flow.orchestration_s)} | {fmt(r.flow.wall_s)} | {fmt(r.flow.server_run_s)} |"
         )
+    lines += [
+        "",
+        "Peak RSS during each task (GB; this process and its children, sampled every 0.2 s; tasks that overlap",
+        "share their samples):",
+        "",
+        "| rows | " + " | ".join(FLOW_STEPS.get(k, k) for k in steps) + " | whole flow |",
+        "|---:|" + "---:|" * (len(steps) + 1),
+    ]
+    for r in results:
+        cells = [fmt(r.flow.step_rss_gb.get(key)) for key in steps]
+        lines.append(f"| {r.rows:,} | " + " | ".join(cells) + f" | {r.flow.peak_rss_gb:.2f} |")
     lines += [
         "",
         "Columns are the flow's tasks in the order they started. *orchestration* = flow wall time minus the task",
