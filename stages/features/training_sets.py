@@ -65,12 +65,12 @@ def training_set(
     labels = pd.DataFrame(
         {
             definitions.JOIN_KEY: frame[entity_id].to_numpy(),
-            "event_timestamp": frame[timestamp].to_numpy(),
+            # The array keeps its time zone (to_numpy would make an object array of Timestamps: slow at scale).
+            "event_timestamp": pd.to_datetime(frame[timestamp], utc=True).array,
             target: frame[target].to_numpy(),
             "_row": range(len(frame)),
         }
     )
-    labels["event_timestamp"] = pd.to_datetime(labels["event_timestamp"], utc=True)
     try:
         joined = repository.store.get_historical_features(entity_df=labels, features=repository.references()).to_df()
     except Exception as exc:
