@@ -92,6 +92,7 @@ FLOW_STEPS = {
     "register-model-version": "register",
     "publish-training-summary": "publish summary",
     "promotion-gate": "promotion gate",
+    "publish-model-card": "model card",
 }
 
 

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 from prefect import flow
 
+from flows.run_names import ab_evaluation_run_name
 from mlops_core.settings import get_settings
 from stages.experiment.results import ExperimentOutcome
 from tasks.experiment import decide_and_act, evaluate_variants, load_prediction_log, publish, versions_under_test
 
 
-@flow(name="ab-evaluation")
+@flow(name="ab-evaluation", flow_run_name=ab_evaluation_run_name)
 def ab_evaluation_flow(auto: bool | None = None) -> ExperimentOutcome:
-    """Evaluate the challenger; act when ``auto`` (default: ``MLOPS_EXPERIMENT__AUTO_DECIDE``), else recommend."""
+    """Evaluate the challenger on served traffic; act on the decision, or only recommend it.
+
+    Args:
+        auto: Promote or retire the challenger when the test decides (true), or only recommend (false);
+            empty: the configured choice (MLOPS_EXPERIMENT__AUTO_DECIDE).
+    """
     settings = get_settings()
     champion, challenger = versions_under_test(settings)
     if champion is None or challenger is None:

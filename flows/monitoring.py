@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from flows.run_names import monitoring_run_name
 from mlops_core.settings import get_settings
 from stages.monitoring.decision import check_alerts
 from stages.monitoring.history import CheckRecord
@@ -24,10 +25,14 @@ from tasks.monitoring import (
 )
 
 
-@flow(name="monitoring")
+@flow(name="monitoring", flow_run_name=monitoring_run_name)
 def monitoring_flow(window_hours: float | None = None) -> CheckRecord:
     """Check the predictions logged since the last check and the labels arrived since; retrain on drift or
-    decay over a threshold, alert on service health and security."""
+    decay over a threshold, alert on service health and security.
+
+    Args:
+        window_hours: Check the predictions of the last N hours instead of those since the last check.
+    """
     settings = get_settings()
     window = open_check_window(settings, window_hours)
     reference = load_champion_reference(settings)

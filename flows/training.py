@@ -6,12 +6,13 @@ from __future__ import annotations
 from prefect import flow, unmapped
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from flows.run_names import training_run_name
 from mlops_core.settings import CandidateName, Settings, get_settings
 from stages.promotion.aliases import TrainingOutcome
 from tasks.data import load_training_data
 from tasks.features import build_training_set, materialise_online_features
 from tasks.promotion import gate_and_promote
-from tasks.registry import log_to_mlflow, publish_training_summary, register_model_version
+from tasks.registry import log_to_mlflow, publish_model_card, publish_training_summary, register_model_version
 from tasks.training import evaluate_candidates, profile_reference_data, split_training_data, train_candidate
 from tasks.validation import validate_training_data
 
@@ -58,17 +59,28 @@ def candidate_task_runner(settings: Settings) -> TaskRunner:
     )
 
 
-@flow(name="training", task_runner=candidate_task_runner(get_settings()))
+@flow(name="training", task_runner=candidate_task_runner(get_settings()), flow_run_name=training_run_name)
 def training_flow(
     data_source: str | None = None,
     window_days: int | None = None,
     candidates: list[CandidateName] | None = None,
+    reason: str | None = None,
 ) -> TrainingOutcome:
     """Train candidates on the newest data window, register the best, and promote it if it beats the champion.
 
     Bad data stops the flow at loading or at the Great Expectations gate with nothing registered and nothing
     written to the feature store. The model trains on a point-in-time join of the feature store, as served; the
     window's newest values go to the online store while the candidates fit (they depend on the data, not the model).
+
+    Args:
+        data_source: A directory of dated batch files (YYYY-MM-DD.parquet or .csv) or one CSV/Parquet file;
+            empty: the configured source (MLOPS_DATA__SOURCE).
+        window_days: Train on the newest N daily batches only; empty: the configured window
+            (MLOPS_DATA__WINDOW_DAYS), all batches when that is unset too.
+        candidates: Model families to train and compare on the holdout (logistic_regression, random_forest,
+            hist_gradient_boosting); empty: the configured list (MLOPS_TRAINING__CANDIDATES).
+        reason: Why the run was started, when something other than a person or the schedule started it;
+            monitoring sets it (e.g. "drift (share 0.56)") and the run is then named "retrain after <reason>".
     """
     settings = run_settings(data_source, window_days, candidates)
     data = load_training_data(settings)
@@ -85,5 +97,6 @@ def training_flow(
     version = register_model_version(run, data, validation, evaluation, settings)
     publish_training_summary(version, evaluation, validation, data, split, settings)
     decision = gate_and_promote(settings, version.version)
+    publish_model_card(version, decision, evaluation, validation, data, split, settings)
     online.result()
     return TrainingOutcome(registered=version, promotion=decision)

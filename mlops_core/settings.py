@@ -30,10 +30,14 @@ class DataSettings(BaseModel):
         description="A directory of dated batch files (YYYY-MM-DD.parquet|csv) or a single CSV/Parquet file. "
         "Defaults to <state_dir>/data/<dataset>.",
     )
-    dataset: str = "loan_default"
-    target: str = "defaulted"
-    entity_id: str | None = "applicant_id"
-    timestamp: str | None = "application_ts"
+    dataset: str = Field(default="loan_default", description="Name of the generated dataset and its data directory.")
+    target: str = Field(default="defaulted", description="The label column (0/1).")
+    entity_id: str | None = Field(
+        default="applicant_id", description="Entity key column; empty for data without one (no feature store)."
+    )
+    timestamp: str | None = Field(
+        default="application_ts", description="Event time column for point-in-time joins; empty for data without one."
+    )
     window_days: int | None = Field(
         default=None, ge=1, description="Train on the newest N daily batches only; all batches when unset."
     )
@@ -48,19 +52,31 @@ class DataSettings(BaseModel):
 class ValidationSettings(BaseModel):
     """The Great Expectations gate."""
 
-    context_dir: Path = PROJECT_ROOT / "great_expectations"
-    suite: str = "loan_default"
+    context_dir: Path = Field(
+        default=PROJECT_ROOT / "great_expectations", description="Great Expectations project (suites, Data Docs)."
+    )
+    suite: str = Field(default="loan_default", description="Expectation suite every training window must pass.")
 
 
 class TrainingSettings(BaseModel):
     """Candidate training and model selection."""
 
-    candidates: list[CandidateName] = ["logistic_regression", "random_forest", "hist_gradient_boosting"]
-    holdout_fraction: float = Field(default=0.2, gt=0.0, lt=0.9)
-    primary_metric: MetricName = "roc_auc"
-    random_seed: int = 42
-    reference_sample_rows: int = Field(default=20_000, ge=100)
-    max_parallel_candidates: int = Field(default=3, ge=1)
+    candidates: list[CandidateName] = Field(
+        default=["logistic_regression", "random_forest", "hist_gradient_boosting"],
+        description="Model types trained side by side; the best on the holdout is registered.",
+    )
+    holdout_fraction: float = Field(
+        default=0.2,
+        gt=0.0,
+        lt=0.9,
+        description="Newest share of the window kept out of fitting, for selection and the gate.",
+    )
+    primary_metric: MetricName = Field(default="roc_auc", description="Metric that ranks the candidates.")
+    random_seed: int = Field(default=42, description="Seed of splits, samples and the candidates' own randomness.")
+    reference_sample_rows: int = Field(
+        default=20_000, ge=100, description="Training rows kept with the model as the drift reference."
+    )
+    max_parallel_candidates: int = Field(default=3, ge=1, description="Candidates fitted at the same time.")
     fit_sample_rows: int | None = Field(
         default=None,
         ge=1000,
@@ -73,16 +89,26 @@ class TrainingSettings(BaseModel):
     dask_address: str | None = Field(
         default=None, description="Scheduler of an existing Dask cluster, e.g. tcp://10.0.0.5:8786; unset: local."
     )
+    intended_use: str = Field(
+        default="Scores the probability of the positive class of the target for one row shaped like the training "
+        "data (for the loan data: that an applicant defaults), to rank and triage cases for a person to review. "
+        "Not meant for automated decisions without review, nor for populations unlike the training window.",
+        description="The model card's intended-use section, written for each registered version.",
+    )
 
 
 class MlflowSettings(BaseModel):
     """Tracking server and registry. Unset URIs fall back to a SQLite file in the state directory."""
 
-    tracking_uri: str | None = None
-    registry_uri: str | None = None
-    artifact_root: str | None = None
-    experiment: str = "training"
-    registered_model: str = "loan-default"
+    tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking URI, e.g. http://host:5000; default: SQLite in the state dir."
+    )
+    registry_uri: str | None = Field(default=None, description="MLflow registry URI; default: the tracking URI.")
+    artifact_root: str | None = Field(
+        default=None, description="Artifact location of new experiments; default: through the server, or the state dir."
+    )
+    experiment: str = Field(default="training", description="MLflow experiment of the training runs.")
+    registered_model: str = Field(default="loan-default", description="Registered model the loop trains and serves.")
 
 
 class PromotionSettings(BaseModel):
@@ -91,7 +117,9 @@ class PromotionSettings(BaseModel):
     mode: Literal["champion", "challenger"] = Field(
         default="champion", description="Alias a version that passes the gate moves to."
     )
-    primary_metric: Literal["roc_auc", "accuracy", "log_loss", "brier"] = "roc_auc"
+    primary_metric: Literal["roc_auc", "accuracy", "log_loss", "brier"] = Field(
+        default="roc_auc", description="Metric a new version must beat the champion on, with confidence."
+    )
     min_improvement: float = Field(default=0.0, ge=0.0, description="Margin the primary metric must improve by.")
     guard_tolerances: dict[MetricName, float] = Field(
         default={"log_loss": 0.01, "ece": 0.02, "accuracy": 0.01},
@@ -100,8 +128,10 @@ class PromotionSettings(BaseModel):
     floor: dict[MetricName, float] = Field(
         default={"roc_auc": 0.6}, description="Absolute bounds the first model must clear."
     )
-    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
-    bootstrap_resamples: int = Field(default=1000, ge=100)
+    confidence: float = Field(
+        default=0.95, gt=0.5, lt=1.0, description="Level of the paired bootstrap interval of the improvement."
+    )
+    bootstrap_resamples: int = Field(default=1000, ge=100, description="Resamples of that bootstrap.")
     max_eval_rows: int = Field(default=20_000, ge=100, description="Holdout rows kept for the gate, sampled.")
     audit_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in the state dir.")
 
@@ -109,9 +139,9 @@ class PromotionSettings(BaseModel):
 class ServiceSettings(BaseModel):
     """The prediction service. Unset stores fall back to SQLite files under <state_dir>/service/."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=3000, ge=1, le=65535)
-    workers: int = Field(default=2, ge=1)
+    host: str = Field(default="127.0.0.1", description="Address the service listens on; 0.0.0.0 only behind a proxy.")
+    port: int = Field(default=3000, ge=1, le=65535, description="Port of the service.")
+    workers: int = Field(default=2, ge=1, description="Worker processes of one instance.")
     key_store: Path | None = Field(default=None, description="SQLite file of API key hashes.")
     keys_url: str | None = Field(
         default=None,
@@ -119,15 +149,15 @@ class ServiceSettings(BaseModel):
         "default: the SQLite file key_store.",
     )
     rate_limit: int = Field(default=600, ge=1, description="Requests per key per rate window, across workers.")
-    rate_window_seconds: float = Field(default=60.0, gt=0)
+    rate_window_seconds: float = Field(default=60.0, gt=0, description="Length of the rate window.")
     rate_limit_store: Path | None = Field(default=None, description="SQLite file shared by all workers.")
     rate_limit_url: str | None = Field(
         default=None,
         description="Redis URL, e.g. redis://host:6379/0: limits counted across every instance; default: the "
         "SQLite file rate_limit_store (one machine).",
     )
-    max_body_bytes: int = Field(default=1_048_576, ge=1024)
-    max_batch_rows: int = Field(default=1000, ge=1)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Larger request bodies are refused (413).")
+    max_batch_rows: int = Field(default=1000, ge=1, description="Rows one /predict_batch request may carry.")
     model_runtime: Literal["onnx", "sklearn"] = Field(
         default="onnx",
         description="Score with ONNX Runtime where the pipeline converts and agrees with scikit-learn, else scikit-learn.",
@@ -147,7 +177,7 @@ class ServiceSettings(BaseModel):
         description="Paths served without an API key; leave out /docs and /openapi.json to close the service "
         "page (Swagger UI at /docs, its assets follow /docs) and the OpenAPI document.",
     )
-    request_timeout_seconds: float = Field(default=30.0, gt=0)
+    request_timeout_seconds: float = Field(default=30.0, gt=0, description="A request running longer answers 503.")
     startup_load_seconds: float = Field(
         default=60.0,
         ge=0,
@@ -199,8 +229,10 @@ class MonitoringSettings(BaseModel):
     rate_limited_per_hour_threshold: int = Field(
         default=300, gt=0, description="Rate-limit refusals in one clock hour that alert as abuse."
     )
-    retraining_deployment: str = "training/retrain"
-    experiment: str = "monitoring"
+    retraining_deployment: str = Field(
+        default="training/retrain", description="Prefect deployment a drift or quality alert starts."
+    )
+    experiment: str = Field(default="monitoring", description="MLflow experiment of the checks and their reports.")
     alert_webhook_url: str | None = Field(default=None, description="POSTed a JSON alert; nothing is sent when unset.")
     state_url: str | None = Field(default=None, description="SQLAlchemy URL of the check history.")
 
@@ -208,10 +240,16 @@ class MonitoringSettings(BaseModel):
 class StackSettings(BaseModel):
     """The local stack (``mlops stack up``): servers on 127.0.0.1; the service port is ``service.port``."""
 
-    prefect_port: int = Field(default=4200, ge=1, le=65535)
-    mlflow_port: int = Field(default=5000, ge=1, le=65535)
+    prefect_port: int = Field(default=4200, ge=1, le=65535, description="Prefect server and UI.")
+    mlflow_port: int = Field(default=5000, ge=1, le=65535, description="MLflow tracking server and UI.")
     work_pool: str = Field(default="mlops-local", description="The process work pool of prefect.yaml.")
     start_timeout_seconds: float = Field(default=120.0, gt=0, description="Per server, until it is healthy.")
+    ephemeral_start_timeout_seconds: int = Field(
+        default=180,
+        gt=0,
+        description="How long a command without the local stack waits for Prefect's temporary server to start "
+        "(Prefect's own default, 20 s, is too short on a busy 2-core machine).",
+    )
     stop_timeout_seconds: float = Field(default=10.0, gt=0, description="Per signal, before the next one.")
     # Beyond one machine, by settings only: e.g. postgresql+psycopg://... and s3://bucket/path.
     mlflow_backend_uri: str | None = Field(default=None, description="Default: SQLite in the state dir.")
@@ -245,7 +283,9 @@ class BlueGreenSettings(BaseModel):
         default=None,
         description="API key for the smoke requests; unset: a temporary key in the service's key store, revoked after.",
     )
-    kubectl: str = "kubectl"
+    kubectl: str = Field(
+        default="kubectl", description="kubectl binary (with its current context) of the kubernetes router."
+    )
     namespace: str | None = Field(
         default="mlops", description="Namespace of deploy/k8s/ and the flows' work pool; unset: kubectl's current one."
     )
@@ -262,7 +302,9 @@ class ExperimentSettings(BaseModel):
     registered model, which every worker reads at each registry poll, so they change without a restart.
     """
 
-    mode: Literal["champion", "ab", "shadow"] = "champion"
+    mode: Literal["champion", "ab", "shadow"] = Field(
+        default="champion", description="champion only, A/B split, or the challenger scored in the shadow."
+    )
     challenger_share: float = Field(default=0.1, ge=0.0, le=1.0, description="Share of A/B traffic to the challenger.")
     sticky_by: list[Literal["session", "key"]] = Field(
         default=["session", "key"],
@@ -296,13 +338,13 @@ class FeatureStoreSettings(BaseModel):
         default=True,
         description="Build training sets from the store when the data has an entity id and a timestamp.",
     )
-    project: str = definitions.PROJECT
+    project: str = Field(default=definitions.PROJECT, description="Feast project name.")
     view: str = Field(default=definitions.VIEW, description="The feature view of feature_repo/ to use.")
     registry: str | None = Field(default=None, description="Feast registry path or URL; default in the state dir.")
     online_store: dict[str, Any] = Field(default_factory=dict, description="Feast online_store; default SQLite.")
     offline_store: dict[str, Any] = Field(
         default_factory=lambda: {"type": "duckdb"},
-        description="Feast offline_store; default DuckDB over the Parquet rows (a columnar point-in-time join).",
+        description="Feast offline_store, with Feast's own keys; default DuckDB over the Parquet rows.",
     )
     ttl_days: int = Field(
         default=0, ge=0, description="How old a feature row may be for a point-in-time join; 0 means no limit."
@@ -310,11 +352,21 @@ class FeatureStoreSettings(BaseModel):
     cache_ttl_seconds: float = Field(
         default=30.0, ge=0.0, description="How long the service trusts a cached entity without the store."
     )
-    cache_max_entities: int = Field(default=100_000, ge=1)
+    cache_max_entities: int = Field(default=100_000, ge=1, description="Entities one worker keeps cached.")
     journal_url: str | None = Field(
         default=None,
         description="Redis URL of the update journal, e.g. redis://host:6379/0, so that an update invalidates the "
         "caches of instances on every machine; default: a file beside the store (one machine).",
+    )
+
+
+class RetrySettings(BaseModel):
+    """Retries of the tasks that talk to servers (MLflow, the feature store, the prediction log) and are safe to
+    repeat; applied when the flows' code is imported, i.e. once per flow run process."""
+
+    attempts: int = Field(default=3, ge=0, description="Retries after a transient failure (0: none).")
+    backoff_seconds: float = Field(
+        default=2.0, ge=0.0, description="Delay before the first retry; each further retry waits twice as long."
     )
 
 
@@ -333,6 +385,7 @@ class Settings(BaseSettings):
     stack: StackSettings = StackSettings()
     features: FeatureStoreSettings = FeatureStoreSettings()
     bluegreen: BlueGreenSettings = BlueGreenSettings()
+    retries: RetrySettings = RetrySettings()
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> Settings:

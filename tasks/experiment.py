@@ -14,11 +14,12 @@ from stages.experiment.decision import decide_experiment
 from stages.experiment.report import markdown
 from stages.experiment.results import ExperimentOutcome, VariantComparison
 from stages.promotion.aliases import alias_version, promote, retire_challenger
+from tasks.retries import server_retries
 
 ACTOR = "ab-evaluation"
 
 
-@task(name="versions-under-test", cache_policy=NO_CACHE)
+@task(name="versions-under-test", cache_policy=NO_CACHE, **server_retries())
 def versions_under_test(settings: Settings) -> tuple[int | None, int | None]:
     client = registry.connect(settings)
     name = settings.mlflow.registered_model
@@ -27,7 +28,7 @@ def versions_under_test(settings: Settings) -> tuple[int | None, int | None]:
     return champion, challenger
 
 
-@task(name="load-prediction-log", cache_policy=NO_CACHE)
+@task(name="load-prediction-log", cache_policy=NO_CACHE, **server_retries())
 def load_prediction_log(settings: Settings) -> pd.DataFrame:
     return read_predictions(settings.prediction_log_url, model_name=settings.mlflow.registered_model)
 
@@ -37,6 +38,7 @@ def evaluate_variants(settings: Settings, log: pd.DataFrame, champion: int, chal
     return compare_variants(log, champion, challenger, settings.experiment)
 
 
+# No retries: deciding may promote or retire a version (an alias move), which a retry would repeat.
 @task(name="decide-experiment", cache_policy=NO_CACHE)
 def decide_and_act(
     settings: Settings, evaluations: list[VariantComparison], champion: int, challenger: int, auto: bool

@@ -10,6 +10,7 @@ from mlops_core.features import FeatureRepository, InvalidFeatures
 from mlops_core.settings import Settings
 from stages.data.loading import LoadedData
 from stages.features.training_sets import materialize, training_set, write_offline
+from tasks.retries import server_retries
 
 
 def feature_store_reason(settings: Settings) -> str | None:
@@ -21,7 +22,8 @@ def feature_store_reason(settings: Settings) -> str | None:
     return None
 
 
-@task(name="build-training-set", cache_policy=NO_CACHE)
+# Safe to repeat: offline files are named by their content, so a retry rewrites the same files; then a Feast read.
+@task(name="build-training-set", cache_policy=NO_CACHE, **server_retries())
 def build_training_set(data: LoadedData, settings: Settings) -> LoadedData:
     """Store the validated window's feature rows, then join them back as of each row's timestamp."""
     logger = get_run_logger()
@@ -46,7 +48,8 @@ def build_training_set(data: LoadedData, settings: Settings) -> LoadedData:
     )
 
 
-@task(name="materialise-online-features", cache_policy=NO_CACHE)
+# Safe to repeat: the online store is overwritten with the same newest rows.
+@task(name="materialise-online-features", cache_policy=NO_CACHE, **server_retries())
 def materialise_online_features(data: LoadedData, settings: Settings) -> None:
     """The newest values per entity, from the window's start to now, into the online store for serving."""
     if feature_store_reason(settings):

@@ -27,6 +27,7 @@ from stages.monitoring.reference import Reference, champion_reference
 from stages.monitoring.report import monitoring_markdown
 from stages.monitoring.window import MonitoringError, WindowSample, sample_window, sampling_error_bound
 from stages.promotion.aliases import positive_probability
+from tasks.retries import server_retries
 
 Window = tuple[datetime, datetime]
 
@@ -40,7 +41,7 @@ def open_check_window(settings: Settings, window_hours: float | None) -> Window:
     return check_window(history, settings.mlflow.registered_model, settings.monitoring, now)
 
 
-@task(name="load-champion-reference", cache_policy=NO_CACHE)
+@task(name="load-champion-reference", cache_policy=NO_CACHE, **server_retries())
 def load_champion_reference(settings: Settings) -> Reference:
     reference = champion_reference(registry.connect(settings), settings.mlflow.registered_model)
     get_run_logger().info(
@@ -53,7 +54,7 @@ def load_champion_reference(settings: Settings) -> Reference:
     return reference
 
 
-@task(name="sample-prediction-window", cache_policy=NO_CACHE)
+@task(name="sample-prediction-window", cache_policy=NO_CACHE, **server_retries())
 def sample_prediction_window(settings: Settings, window: Window, reference: Reference) -> WindowSample:
     engine = engine_for(settings.prediction_log_url)
     try:
@@ -113,7 +114,7 @@ def measure_prediction_drift(reference: Reference, sample: WindowSample, setting
     return result
 
 
-@task(name="measure-quality", cache_policy=NO_CACHE)
+@task(name="measure-quality", cache_policy=NO_CACHE, **server_retries())
 def measure_quality(reference: Reference, window: Window, settings: Settings) -> list[QualityResult]:
     """Quality per version and variant on the labels that arrived in the rolling label window."""
     policy, end = settings.monitoring, window[1]
@@ -135,7 +136,8 @@ def measure_quality(reference: Reference, window: Window, settings: Settings) ->
     return results
 
 
-@task(name="log-check-to-mlflow", cache_policy=NO_CACHE)
+# Safe to repeat: a retry logs a new run; the failed attempt's run is marked FAILED.
+@task(name="log-check-to-mlflow", cache_policy=NO_CACHE, **server_retries())
 def log_check_to_mlflow(
     settings: Settings,
     window: Window,
@@ -215,6 +217,7 @@ def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+# No retries: a retry would record the check twice and could trigger a second retraining run.
 @task(name="decide-and-trigger-retraining", cache_policy=NO_CACHE)
 def decide_and_trigger(
     settings: Settings,
@@ -277,13 +280,24 @@ def _notify(url: str | None, record: CheckRecord) -> None:
         get_run_logger().error("alert webhook failed: %s", exc)
 
 
+def _retraining_reason(cause: str, record: CheckRecord) -> str:
+    """What the retraining run is named after, e.g. "drift (share 0.56)"."""
+    if cause == "drift" and record.drift_share is not None:
+        return f"{cause} (share {record.drift_share:.2f})"
+    if cause == "quality drop" and record.quality_drop is not None:
+        return f"{cause} ({record.quality_drop:.3f})"
+    return cause
+
+
 def _trigger_retraining(deployment: str, record: CheckRecord, cause: str) -> str:
+    reason = _retraining_reason(cause, record)
     try:
         run = run_deployment(
             name=deployment,
+            parameters={"reason": reason},
             timeout=0,
             as_subflow=False,
-            flow_run_name=f"retrain after {cause} ({record.window_end:%Y-%m-%d %H:%M})",
+            flow_run_name=f"retrain after {reason}",
             tags=["triggered-by-monitoring", cause.replace(" ", "-")],
         )
     except ObjectNotFound as exc:

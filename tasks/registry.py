@@ -1,4 +1,4 @@
-"""Registry tasks: log the run to MLflow, register the version, publish the run summary."""
+"""Registry tasks: log the run to MLflow, register the version, publish the run summary and the model card."""
 
 import pandas as pd
 from prefect import get_run_logger, task
@@ -10,14 +10,20 @@ from mlops_core.profile import DatasetProfile
 from mlops_core.settings import Settings
 from stages.data.loading import LoadedData
 from stages.data.validation import ValidationOutcome
+from stages.promotion.aliases import PromotionDecision
 from stages.promotion.audit import AuditLog
+from stages.promotion.model_card import build_model_card
 from stages.promotion.registrations import register_in_order
 from stages.training.candidates import CandidateRanking, Split
-from stages.training.report import training_summary_markdown
+from stages.training.model_card import MODEL_CARD_ARTIFACT, model_card_markdown, version_description
+from stages.training.report import run_artifact_link, training_summary_markdown
 from stages.training.tracking import LoggedRun, RegisteredVersion, log_training_run
+from tasks.retries import server_retries
 
 
-@task(name="log-to-mlflow", cache_policy=NO_CACHE)
+# Safe to repeat: a retry logs a new run (a failed attempt's run is marked FAILED) and only the run returned
+# here is ever registered.
+@task(name="log-to-mlflow", cache_policy=NO_CACHE, **server_retries())
 def log_to_mlflow(
     data: LoadedData,
     validation: ValidationOutcome,
@@ -47,6 +53,7 @@ def log_to_mlflow(
     return run
 
 
+# No retries: a retry after a lost answer would register a second version of the same run.
 @task(name="register-model-version", cache_policy=NO_CACHE)
 def register_model_version(
     run: LoggedRun, data: LoadedData, validation: ValidationOutcome, evaluation: CandidateRanking, settings: Settings
@@ -80,3 +87,37 @@ def publish_training_summary(
         markdown=training_summary_markdown(version, evaluation.candidates, validation, data, split, settings),
         description=f"{version.name} v{version.version} ({version.semver})",
     )
+
+
+# Safe to repeat: the card overwrites the same run artifact and the description is set, not appended.
+@task(name="publish-model-card", cache_policy=NO_CACHE, **server_retries())
+def publish_model_card(
+    version: RegisteredVersion,
+    decision: PromotionDecision,
+    evaluation: CandidateRanking,
+    validation: ValidationOutcome,
+    data: LoadedData,
+    split: Split,
+    settings: Settings,
+) -> str:
+    """Write the version's model card to its training run and link it from the version's description."""
+    card = build_model_card(
+        version=version,
+        decision=decision,
+        best=evaluation.best,
+        split=split,
+        data=data,
+        validation=validation,
+        timestamp=settings.data.timestamp,
+        intended_use=settings.training.intended_use,
+        confidence=settings.promotion.confidence,
+        resamples=settings.promotion.bootstrap_resamples,
+        max_rows=settings.promotion.max_eval_rows,
+        seed=settings.training.random_seed,
+    )
+    client = registry.connect(settings)
+    client.log_text(version.run_id, model_card_markdown(card), MODEL_CARD_ARTIFACT)
+    link = run_artifact_link(settings, version, MODEL_CARD_ARTIFACT)
+    client.update_model_version(version.name, str(version.version), description=version_description(card, link))
+    get_run_logger().info("model card of %s v%d: %s", version.name, version.version, link)
+    return link

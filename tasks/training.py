@@ -1,6 +1,5 @@
-"""Training tasks: split, fit candidates (mapped), holdout_metrics and pick the best, profile the reference data."""
-
-from dataclasses import replace
+"""Training tasks: split, fit candidates (mapped), score them on the holdout and pick the best, profile the reference
+data."""
 
 import pandas as pd
 from prefect import get_run_logger, task
@@ -15,10 +14,10 @@ from stages.training.candidates import (
     Split,
     fit_candidate,
     sample_for_fit,
+    score_on_holdout,
     select_best,
     split_holdout,
 )
-from stages.training.metrics import holdout_metrics
 
 
 @task(name="split-holdout", cache_policy=NO_CACHE)
@@ -49,9 +48,8 @@ def evaluate_candidates(candidates: list[Candidate], split: Split, settings: Set
     logger = get_run_logger()
     scored = []
     for candidate in candidates:
-        metrics = holdout_metrics(candidate.pipeline, split.x_holdout, split.y_holdout)
-        scored.append(replace(candidate, metrics=metrics))
-        logger.info("%s: %s", candidate.name, {k: round(v, 4) for k, v in metrics.items()})
+        scored.append(score_on_holdout(candidate, split))
+        logger.info("%s: %s", candidate.name, {k: round(v, 4) for k, v in scored[-1].metrics.items()})
     best = select_best(scored, settings.training.primary_metric)
     logger.info("best candidate by %s: %s", settings.training.primary_metric, best.name)
     return CandidateRanking(candidates=scored, best=best)

@@ -27,8 +27,7 @@ def train_quickly(
     from mlops_core.profile import profile_frame
     from stages.data.loading import load_window
     from stages.data.validation import ValidationOutcome
-    from stages.training.candidates import CandidateRanking, fit_candidate, split_holdout
-    from stages.training.metrics import holdout_metrics
+    from stages.training.candidates import CandidateRanking, fit_candidate, score_on_holdout, split_holdout
     from stages.training.tracking import log_training_run
 
     data = load_window(
@@ -45,8 +44,7 @@ def train_quickly(
         timestamp=settings.data.timestamp,
         seed=seed,
     )
-    fitted = fit_candidate(candidate, split, seed=seed)
-    fitted.metrics = holdout_metrics(fitted.pipeline, split.x_holdout, split.y_holdout)
+    fitted = score_on_holdout(fit_candidate(candidate, split, seed=seed), split)
     evaluation = CandidateRanking(candidates=[fitted], best=fitted)
     validation = ValidationOutcome(suite="none", success=True, evaluated=0)
     client = registry.connect(settings)

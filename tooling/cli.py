@@ -6,14 +6,18 @@ import enum
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, get_args
 
 import typer
+from rich.console import Console
 
 from mlops_core.settings import BlueGreenSettings, ExperimentSettings, PromotionSettings, get_settings
 from stages.data.generator import Scenario
+from tooling.stack import Stack
 
 USER_ERROR_EXIT = 2  # what click answers a usage error with; user errors found later answer the same
 UNEXPECTED_EXIT = 1
@@ -36,6 +40,7 @@ ServingModeChoice = _choices("ServingModeChoice", get_args(ExperimentSettings.mo
 AliasChoice = _choices("AliasChoice", get_args(PromotionSettings.model_fields["mode"].annotation))
 RouterChoice = _choices("RouterChoice", get_args(BlueGreenSettings.model_fields["router"].annotation))
 ScenarioChoice = _choices("ScenarioChoice", get_args(Scenario))
+ServerChoice = _choices("ServerChoice", Stack.ORDER)
 NO_DRIFT = ScenarioChoice("none")
 
 
@@ -97,15 +102,41 @@ app.add_typer(db_app, name="db")
 def _local_state(
     debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")] = False,
 ) -> None:
-    """Keep Prefect's local database under the project's state directory unless configured otherwise."""
+    """Use the local stack when it is up (its Prefect API and MLflow server), else the embedded defaults:
+    Prefect's temporary server with its database under the state directory and a start-up timeout that
+    holds on a busy machine. What the environment sets already is kept."""
     app.debug = debug
-    os.environ.setdefault("PREFECT_HOME", str(get_settings().prefect_home))
+    settings = get_settings()
+    stack_environment = Stack(settings).client_environment()
+    for name, value in stack_environment.items():
+        os.environ.setdefault(name, value)
+    if stack_environment:
+        get_settings.cache_clear()
+    os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home))
+    os.environ.setdefault(
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(settings.stack.ephemeral_start_timeout_seconds)
+    )
 
 
 def _prefect_home() -> None:
     """Create the state directory's Prefect home before a flow runs: Prefect's temporary server makes only the
     last level of it, and a new MLOPS_STATE_DIR otherwise ends in "unable to open database file"."""
     get_settings().prefect_home.mkdir(parents=True, exist_ok=True)
+
+
+@contextmanager
+def _running(what: str) -> Iterator[None]:
+    """A spinner on a terminal while a flow runs, with where to follow it; Prefect's own log line
+    "View at <url>" names the run itself when a Prefect server is in use."""
+    ui = os.environ.get("PREFECT_API_URL", "").removesuffix("/api")
+    where = f" (Prefect UI: {ui}/runs)" if ui else ""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        typer.echo(f"{what}{where}", err=True)
+        yield
+        return
+    with console.status(f"{what}{where}"):
+        yield
 
 
 def _today() -> date:
@@ -175,7 +206,8 @@ def train(
     from flows.training import training_flow
 
     _prefect_home()
-    outcome = training_flow(data_source=data_source, window_days=window_days)
+    with _running("training flow running"):
+        outcome = training_flow(data_source=data_source, window_days=window_days)
     version = outcome.registered
     typer.echo(
         f"registered {version.name} version {version.version} (semver {version.semver}); "
@@ -205,9 +237,10 @@ def promote(
 
     _prefect_home()
     try:
-        decision = promotion_flow(
-            version=version, force=force, reason=reason, requested_by=by, alias=alias.value if alias else None
-        )
+        with _running(f"promotion flow running for version {version}"):
+            decision = promotion_flow(
+                version=version, force=force, reason=reason, requested_by=by, alias=alias.value if alias else None
+            )
     except PromotionError as exc:
         raise typer.BadParameter(str(exc)) from exc
     _echo_decision(decision)
@@ -225,7 +258,8 @@ def rollback(
 
     _prefect_home()
     try:
-        decision = rollback_flow(reason=reason, to_version=to, requested_by=by)
+        with _running("rollback flow running"):
+            decision = rollback_flow(reason=reason, to_version=to, requested_by=by)
     except PromotionError as exc:
         raise typer.BadParameter(str(exc)) from exc
     _echo_decision(decision)
@@ -272,6 +306,27 @@ def serving_mode(
 
 
 @app.command()
+def monitor(
+    window_hours: Annotated[
+        float | None, typer.Option(min=0.01, help="Hours of predictions to check; default: since the last check.")
+    ] = None,
+) -> None:
+    """Run the monitoring check now (the flow `monitoring/monitor` runs hourly) and print its verdict."""
+    from flows.monitoring import monitoring_flow
+
+    _prefect_home()
+    with _running("monitoring flow running"):
+        record = monitoring_flow(window_hours=window_hours)
+    typer.echo(f"{record.status}: {record.reason}")
+    if record.drift_share is not None:
+        typer.echo(f"  drift share {record.drift_share:.2f}")
+    if record.quality_drop is not None:
+        typer.echo(f"  quality drop {record.quality_drop:.4f}")
+    if record.triggered:
+        typer.echo(f"  retraining triggered (episode {record.episode}, flow run {record.retraining_run_id})")
+
+
+@app.command()
 def demo(
     rows: Annotated[int, typer.Option(min=1000, help="Rows to generate when the data directory is empty.")] = 100_000,
     days: Annotated[int, typer.Option(min=1)] = 10,
@@ -296,7 +351,6 @@ def loop(
 ) -> None:
     """The whole loop on the local stack: train, serve, drift, monitor, retrain, switch; prints what happened."""
     from tooling.loop import describe, run_loop
-    from tooling.stack import Stack
 
     try:
         summary = run_loop(
@@ -348,9 +402,7 @@ def list_keys() -> None:
         typer.echo(f"{record.key_id}  {record.name}  {record.scope}  {limit}  created {record.created_at}  {state}")
 
 
-def _stack():
-    from tooling.stack import Stack
-
+def _stack() -> Stack:
     return Stack(get_settings())
 
 
@@ -384,6 +436,28 @@ def stack_status() -> None:
             typer.echo(f"{name:<15} up    {record.url:<45} pid {record.pid:<8} log {record.log}")
         else:
             typer.echo(f"{name:<15} down")
+
+
+@stack_app.command("logs")
+def stack_logs(
+    server: Annotated[ServerChoice | None, typer.Argument(help="One server; default: all of them.")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")] = False,
+    lines: Annotated[int, typer.Option("--lines", "-n", min=0, help="Lines from the end of each log.")] = 40,
+) -> None:
+    """Print the end of the servers' logs (<state>/stack/logs/), each line prefixed by its server."""
+    from tooling.stack import follow_logs, last_lines
+
+    stack = _stack()
+    names = [server.value] if server else list(stack.ORDER)
+    logs = {name: stack.log_file(name) for name in names if stack.log_file(name).exists()}
+    if not logs:
+        raise UserError(f"no log of {', '.join(names)} under {stack.dir / 'logs'}", "start the stack: mlops stack up")
+    for name, log in logs.items():
+        for line in last_lines(log, lines):
+            typer.echo(f"{name:<15}| {line}")
+    if follow:
+        for name, line in follow_logs(logs):
+            typer.echo(f"{name:<15}| {line}")
 
 
 def _repository():
@@ -580,9 +654,19 @@ def bluegreen_down() -> None:
 
 
 @app.command("settings")
-def show_settings() -> None:
-    """Print the effective settings (defaults overridden by MLOPS_* environment variables)."""
-    typer.echo(json.dumps(get_settings().model_dump(mode="json"), indent=2))
+def show_settings(
+    as_json: Annotated[bool, typer.Option("--json", help="The effective settings as one JSON document.")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="The table of defaults of docs/settings.md.")] = False,
+) -> None:
+    """Print each effective setting with its environment variable and description (MLOPS_* override the defaults)."""
+    from tooling import settings_doc
+
+    if as_json:
+        typer.echo(json.dumps(get_settings().model_dump(mode="json"), indent=2))
+    elif markdown:
+        typer.echo(settings_doc.as_markdown(), nl=False)
+    else:
+        typer.echo(settings_doc.as_text(get_settings()))
 
 
 if __name__ == "__main__":

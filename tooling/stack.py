@@ -12,7 +12,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -68,6 +69,20 @@ class Stack:
             "PREFECT_HOME": str(self.settings.prefect_home),
             "BENTOML_HOME": str(self.settings.state_dir / "bentoml"),
         }
+
+    def client_environment(self) -> dict[str, str]:
+        """What a command in another process needs to use the servers of this stack that are up: none up,
+        nothing (the embedded defaults)."""
+        up = self.status()
+        environment = {}
+        if up["prefect-server"]:
+            environment["PREFECT_API_URL"] = self.prefect_api
+        if up["mlflow"]:
+            environment["MLOPS_MLFLOW__TRACKING_URI"] = self.mlflow_url
+        return environment
+
+    def log_file(self, name: str) -> Path:
+        return self.dir / "logs" / f"{name}.log"
 
     def _env(self) -> dict[str, str]:
         env = {**os.environ, **self.environment()}
@@ -182,7 +197,7 @@ class Stack:
 
     def _start(self, name: str, command: tuple[list[str], int | None, str]) -> Running:
         args, _, url = command
-        log = self.dir / "logs" / f"{name}.log"
+        log = self.log_file(name)
         proc = processes.start(args, env=self._env(), cwd=PROJECT_ROOT, log=log)
         return Running(name, proc.pid, processes.create_time(proc.pid), url, str(log))
 
@@ -243,3 +258,37 @@ class Stack:
                 stopped.append(name)
         self.pid_file.unlink(missing_ok=True)
         return stopped
+
+
+def last_lines(log: Path, count: int) -> list[str]:
+    """The last ``count`` lines of a log, read from its end (a server log can be large)."""
+    if count == 0:
+        return []
+    with log.open("rb") as file:
+        file.seek(0, os.SEEK_END)
+        end = position = file.tell()
+        chunk = b""
+        while position > 0 and chunk.count(b"\n") <= count:
+            position = max(0, position - 65536)
+            file.seek(position)
+            chunk = file.read(end - position)
+    return chunk.decode(errors="replace").splitlines()[-count:]
+
+
+def follow_logs(logs: dict[str, Path], interval: float = 0.5) -> Iterator[tuple[str, str]]:
+    """New lines of each log as they are written (``tail -f`` of several files), until interrupted."""
+    files = {name: path.open("r", errors="replace") for name, path in logs.items()}
+    try:
+        for file in files.values():
+            file.seek(0, os.SEEK_END)
+        while True:
+            quiet = True
+            for name, file in files.items():
+                while line := file.readline():
+                    quiet = False
+                    yield name, line.rstrip("\n")
+            if quiet:
+                time.sleep(interval)
+    finally:
+        for file in files.values():
+            file.close()

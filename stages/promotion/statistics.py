@@ -116,3 +116,30 @@ def paired_bootstrap(
         confidence=confidence,
         resamples=len(diff),
     )
+
+
+def metric_intervals(
+    y: np.ndarray,
+    p: np.ndarray,
+    *,
+    metrics: tuple[str, ...] = BOOTSTRAP_METRICS,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """Two-sided percentile bootstrap intervals, at ``confidence``, of each metric of one model on its holdout."""
+    y = np.asarray(y).astype(int)
+    p = np.asarray(p, dtype=float)
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[np.ndarray]] = {metric: [] for metric in metrics}
+    for start in range(0, resamples, _CHUNK):
+        weights = rng.poisson(1.0, size=(min(_CHUNK, resamples - start), len(y))).astype(float)
+        for metric in metrics:
+            draws[metric].append(weighted_metric(metric, y, p, weights))
+    alpha = (1 - confidence) / 2
+    intervals = {}
+    for metric, chunks in draws.items():
+        values = np.concatenate(chunks)
+        values = values[~np.isnan(values)]
+        intervals[metric] = (float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha)))
+    return intervals

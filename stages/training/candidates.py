@@ -17,7 +17,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from mlops_core.settings import CandidateName, MetricName
-from stages.training.metrics import better
+from stages.training.metrics import better, positive_truth, probability_metrics
 
 
 class TrainingDataError(ValueError):
@@ -48,6 +48,8 @@ class Candidate:
     params: dict[str, Any]
     fit_seconds: float
     metrics: dict[str, float] | None = None
+    # Positive-class probabilities on the holdout rows, in their order: what the figures and the model card use.
+    holdout_probability: np.ndarray | None = None
 
 
 @dataclass
@@ -157,6 +159,13 @@ def fit_candidate(name: CandidateName, split: Split, seed: int) -> Candidate:
     pipeline.fit(split.x_train, split.y_train)
     params = {k: v for k, v in pipeline.named_steps["model"].get_params().items() if _loggable(v)}
     return Candidate(name=name, pipeline=pipeline, params=params, fit_seconds=time.perf_counter() - started)
+
+
+def score_on_holdout(candidate: Candidate, split: Split) -> Candidate:
+    """The candidate with its holdout metrics and the probabilities they come from."""
+    probability = candidate.pipeline.predict_proba(split.x_holdout)[:, 1]
+    metrics = probability_metrics(positive_truth(candidate.pipeline, split.y_holdout), probability)
+    return replace(candidate, metrics=metrics, holdout_probability=probability)
 
 
 def _loggable(value: Any) -> bool:

@@ -64,3 +64,11 @@ def training_summary_markdown(
         f"- Model URI: `{version.model_uri}`",
     ]
     return "\n".join(lines)
+
+
+def run_artifact_link(settings: Settings, version: RegisteredVersion, artifact: str) -> str:
+    """A link to a run artifact in the MLflow UI: absolute with a tracking server, else relative to the UI's page
+    (the UI routes by URL fragment, so it opens in whichever `mlflow ui` shows the store)."""
+    route = f"#/experiments/{version.experiment_id}/runs/{version.run_id}/artifacts/{artifact}"
+    uri = settings.tracking_uri
+    return f"{uri.rstrip('/')}/{route}" if uri.startswith(("http://", "https://")) else route

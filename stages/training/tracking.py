@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+import warnings
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import mlflow
+import mlflow.data
 import mlflow.sklearn
 import pandas as pd
 from mlflow import MlflowClient
@@ -21,9 +24,11 @@ from pydantic import BaseModel
 
 from mlops_core import registry
 from mlops_core.profile import DatasetProfile
-from stages.data.loading import LoadedData
+from stages.data.loading import LoadedData, content_digest
 from stages.data.validation import ValidationOutcome
 from stages.training.candidates import Candidate, Split
+from stages.training.figures import FIGURE_DIR, evaluation_figures
+from stages.training.metrics import positive_truth
 
 # Explicit requirements: inferring them costs seconds per model in a subprocess.
 _RUNTIME_PACKAGES = ("scikit-learn", "pandas", "numpy", "scipy", "skops")
@@ -34,6 +39,14 @@ TRUSTED_MODEL_TYPES = [
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.tree._tree.Tree",
 ]
+
+
+# The contexts the run's dataset inputs are logged under (MLflow shows them on the run and the dataset pages).
+TRAINING_CONTEXT = "training"
+HOLDOUT_CONTEXT = "holdout"
+# MLflow stores dataset digests in 36 characters; the full window digest is tagged on each input.
+_DATASET_DIGEST_CHARS = 32
+DATA_DOCS_ARTIFACT_DIR = "validation/data_docs"
 
 
 class RegisteredVersion(BaseModel):
@@ -136,11 +149,19 @@ def log_training_run(
             }
         )
         mlflow.log_metrics({**best.metrics, "fit_seconds": best.fit_seconds})
+        log_datasets(data, split)
         for candidate in candidates:
             with mlflow.start_run(experiment_id=experiment_id, run_name=candidate.name, nested=True):
                 mlflow.log_params({"candidate": candidate.name, **candidate.params})
                 mlflow.log_metrics({**candidate.metrics, "fit_seconds": candidate.fit_seconds})
+        # On the parent run, the page the version links to: every candidate's curves, the chosen one first.
+        truth = positive_truth(best.pipeline, split.y_holdout)
+        ranked = [best, *(c for c in candidates if c.name != best.name)]
+        for name, figure in evaluation_figures({c.name: (truth, c.holdout_probability) for c in ranked}).items():
+            mlflow.log_figure(figure, f"{FIGURE_DIR}/{name}")
         mlflow.log_dict(validation.result, "validation/great_expectations_result.json")
+        for page in data_docs_pages(validation):
+            mlflow.log_artifact(str(page), DATA_DOCS_ARTIFACT_DIR)
         mlflow.log_dict(
             {"files": data.files, "digest": data.digest, "rows": data.rows, "columns": list(data.frame.columns)},
             "data/manifest.json",
@@ -176,6 +197,41 @@ def log_training_run(
         signature_digest=signature_digest(signature),
         params_digest=params_digest,
     )
+
+
+def log_datasets(data: LoadedData, split: Split) -> None:
+    """The training and holdout rows as MLflow dataset inputs of the active run, each with its own digest.
+
+    The dataset's source is where the window was read from; each input is tagged with the whole window's
+    digest, the one the registry's versions carry, so a version leads to the exact rows it learnt from.
+    """
+    files = [Path(f) for f in data.files]
+    source = str(files[0] if len(files) == 1 else files[0].parent)
+    window = f"{files[0].stem}..{files[-1].stem}" if len(files) > 1 else files[0].stem
+    for context, x, y in (
+        (TRAINING_CONTEXT, split.x_train, split.y_train),
+        (HOLDOUT_CONTEXT, split.x_holdout, split.y_holdout),
+    ):
+        rows = x.assign(**{data.target: y})
+        with warnings.catch_warnings():
+            # MLflow registers two equal sources for local paths and hints at integer columns in the schema it
+            # records; neither concerns a dataset that is only described, never loaded back through MLflow.
+            warnings.filterwarnings("ignore", "The specified dataset source can be interpreted", UserWarning)
+            warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer", UserWarning)
+            dataset = mlflow.data.from_pandas(
+                rows,
+                source=source,
+                targets=data.target,
+                name=f"{window} {context}",
+                digest=content_digest(rows)[:_DATASET_DIGEST_CHARS],
+            )
+        mlflow.log_input(dataset, context=context, tags={registry.TAG_DATA_DIGEST: data.digest})
+
+
+def data_docs_pages(validation: ValidationOutcome) -> list[Path]:
+    """The local HTML pages of this validation's Great Expectations Data Docs (sites on disk only)."""
+    pages = [Path(unquote(urlparse(url).path)) for url in validation.data_docs if url.startswith("file://")]
+    return [page for page in pages if page.is_file()]
 
 
 def register_version(

@@ -40,9 +40,26 @@ def test_settings_come_from_the_environment(settings, monkeypatch):
     from mlops_core.settings import get_settings
 
     get_settings.cache_clear()
-    shown = json.loads(runner.invoke(app, ["settings"]).output)
+    shown = json.loads(runner.invoke(app, ["settings", "--json"]).output)
     assert shown["training"]["holdout_fraction"] == 0.3
     assert shown["state_dir"] == str(settings.state_dir)
+
+
+def test_the_readmes_cheap_commands_run_as_written(settings, tmp_path):
+    """The everyday commands that need no server and no model run as the README writes them (the others are run
+    by the end-to-end tests of their flows, the stack and the service)."""
+    from tests.unit.test_readme import README, mlops_commands
+
+    cheap = {("settings",), ("history",), ("data", "generate")}
+    ran = []
+    for args in mlops_commands(README.read_text()):
+        if tuple(args[:2]) in cheap or tuple(args[:1]) in cheap:
+            args = [str(tmp_path / "out") if arg == "/tmp/drifted" else arg for arg in args]
+            result = runner.invoke(app, args)
+            assert result.exit_code == 0, f"mlops {' '.join(args)}: {result.output}"
+            ran.append(args[0])
+    assert sorted(ran) == ["data", "history", "settings"]
+    assert len(list((tmp_path / "out").glob("*.parquet"))) == 30
 
 
 @pytest.mark.slow

@@ -92,8 +92,6 @@ def test_the_readme_own_data_recipe_works_as_written(tmp_path, gx_context):
         PATH=f"{MLOPS.parent}{os.pathsep}{os.environ['PATH']}",
         MLOPS_STATE_DIR=str(tmp_path / "state"),
         MLOPS_VALIDATION__CONTEXT_DIR=str(gx_context),
-        # Prefect's 20 s default for its temporary server is too short on a busy 2-core machine.
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",
     )
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", recipe], cwd=tmp_path, env=environment, capture_output=True, text=True,

@@ -130,6 +130,15 @@ def test_training_deployment_runs_on_a_process_worker(
             deployment = client.read_deployment_by_name(DEPLOYMENT)
             directory = deployment.pull_steps[0]["prefect.deployments.steps.set_working_directory"]["directory"]
             assert Path(directory) == PROJECT_ROOT
+            # Every parameter of every deployment is described in the UI (from the flows' docstrings).
+            deployments = client.read_deployments()
+            assert len(deployments) >= 7
+            for each in deployments:
+                properties = each.parameter_openapi_schema["properties"]
+                undescribed = [name for name, schema in properties.items() if not schema.get("description")]
+                assert not undescribed, f"{each.name}: no description for {undescribed}"
+            window = deployment.parameter_openapi_schema["properties"]["window_days"]["description"]
+            assert window.startswith("Train on the newest N daily batches only")
 
         flow_run = run_deployment(DEPLOYMENT, timeout=0, as_subflow=False)
         deadline = time.monotonic() + FLOW_RUN_TIMEOUT
@@ -145,6 +154,7 @@ def test_training_deployment_runs_on_a_process_worker(
                 time.sleep(1)
 
     assert flow_run.state.is_completed(), f"flow run ended {flow_run.state}\n{processes.logs()}"
+    assert flow_run.name == f"train {flow_run.expected_start_time:%Y-%m-%d} window all"
     versions = registry.model_versions(registry.connect(settings), settings.mlflow.registered_model)
     assert [int(v.version) for v in versions] == [1]
     assert versions[0].tags[registry.TAG_SEMVER] == "1.0.0"

@@ -105,9 +105,11 @@ def test_stack_up_twice_then_the_full_loop_then_down(cli: StackCli) -> None:
     assert "starting" not in again.stderr, _out(again)
     status = cli("stack", "status", timeout=60)
     assert status.stdout.count(" up ") == 4, _out(status)
+    logs = cli("stack", "logs", "prefect-server", "-n", "3", timeout=60)
+    assert logs.returncode == 0 and 1 <= logs.stdout.count("prefect-server | ") <= 3, _out(logs)
 
     running = cli.descendants()
-    result = cli("loop", "--stop", "--rows-per-day", "5000", timeout=480)
+    result = cli("loop", "--rows-per-day", "5000", timeout=480)
     assert result.returncode == 0, _out(result)
     summary = json.loads((cli.state_dir / "stack" / "last_loop.json").read_text())
 
@@ -136,8 +138,16 @@ def test_stack_up_twice_then_the_full_loop_then_down(cli: StackCli) -> None:
     }
     assert "evidently/drift_report.html" in summary["urls"]["evidently_report"]
 
-    # --stop stopped everything the stack started, flow-run processes included.
-    assert "stopped service, prefect-worker, mlflow, prefect-server" in result.stdout, _out(result)
+    # A command run by hand finds the stack that is up and runs against its Prefect server and MLflow.
+    prefect_ui = f"http://127.0.0.1:{cli.env['MLOPS_STACK__PREFECT_PORT']}"
+    check = cli("monitor", timeout=240)
+    assert check.returncode == 0, _out(check)
+    assert any(line.startswith(("ok:", "skipped:", "alert:")) for line in check.stdout.splitlines()), _out(check)
+    assert f"View at {prefect_ui}/runs/flow-run/" in check.stdout + check.stderr, _out(check)
+
+    # `down` stops everything the stack started, flow-run processes included.
+    down = cli("stack", "down", timeout=120)
+    assert "stopped service, prefect-worker, mlflow, prefect-server" in down.stdout, _out(down)
     assert not cli.pid_file.exists()
     _, alive = psutil.wait_procs(running, timeout=10)
     assert alive == [], f"still running after down: {alive}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import mlflow
@@ -35,7 +35,8 @@ def _registry_state(settings: Settings) -> list[tuple[int, dict]]:
 
 
 def test_registers_a_version_with_signature_tags_and_reference(settings, loan_batches):
-    result = training_flow().registered
+    state = training_flow(return_state=True)
+    result = state.result().registered
 
     client = _client(settings)
     version = client.get_model_version(settings.mlflow.registered_model, str(result.version))
@@ -67,6 +68,8 @@ def test_registers_a_version_with_signature_tags_and_reference(settings, loan_ba
     assert profile["columns"]["credit_score"]["kind"] == "numeric"
     gx_result = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/validation/great_expectations_result.json")
     assert gx_result["success"] is True
+    _assert_mlflow_pages(client, settings, result, run, children)
+    assert _flow_run_name(state) == f"train {datetime.now(UTC):%Y-%m-%d} window all"
 
     # The newest values of every applicant in the window are online for serving by entity.
     newest = pd.concat(pd.read_parquet(p) for p in settings.data_source.iterdir()).sort_values("application_ts")
@@ -74,6 +77,61 @@ def test_registers_a_version_with_signature_tags_and_reference(settings, loan_ba
     online = FeatureRepository(settings).lookup(int(latest["applicant_id"]))
     assert online.as_of == latest["application_ts"].to_pydatetime()
     assert online.values["credit_score"] == pytest.approx(latest["credit_score"], nan_ok=True)
+
+
+def _assert_mlflow_pages(client: MlflowClient, settings: Settings, result, run, children) -> None:
+    """What a person finds on the MLflow pages of the run and the version: datasets, figures, docs, the card."""
+    contexts = {
+        next(t.value for t in i.tags if t.key == "mlflow.data.context"): i.dataset for i in run.inputs.dataset_inputs
+    }
+    assert set(contexts) == {"training", "holdout"}
+    training, holdout = contexts["training"], contexts["holdout"]
+    assert training.digest != holdout.digest and len(training.digest) == 32
+    assert json.loads(training.profile)["num_rows"] == int(run.data.params["train_rows"])
+    assert json.loads(holdout.profile)["num_rows"] == int(run.data.params["holdout_rows"])
+    assert str(settings.data_source) in training.source
+    for dataset_input in run.inputs.dataset_inputs:
+        assert {t.key: t.value for t in dataset_input.tags}[registry.TAG_DATA_DIGEST] == result.data_digest
+
+    figures = {"roc_curve.png", "precision_recall_curve.png", "reliability_diagram.png"} | {
+        f"confusion_matrix_{c.data.params['candidate']}.png" for c in children
+    }
+    assert {Path(a.path).name for a in client.list_artifacts(result.run_id, "figures")} == figures
+    for name in figures:
+        png = Path(mlflow.artifacts.download_artifacts(run_id=result.run_id, artifact_path=f"figures/{name}"))
+        assert png.read_bytes().startswith(b"\x89PNG"), name
+
+    docs = client.list_artifacts(result.run_id, "validation/data_docs")
+    assert docs and all(d.path.endswith(".html") for d in docs)
+
+    card = mlflow.artifacts.load_text(f"runs:/{result.run_id}/model_card.md")
+    for heading in (
+        "## Intended use",
+        "## Training data",
+        "## Metrics on the holdout",
+        "## Metrics per segment",
+        "## Known limitations",
+        "## The promotion gate's decision",
+    ):
+        assert heading in card, heading
+    assert result.data_digest in card
+    assert "| roc_auc **(primary)** |" in card and " to " in card.split("| roc_auc **(primary)** |")[1].split("\n")[0]
+    for column in ("home_ownership", "loan_purpose", "employment_type", "region", "application_channel"):
+        assert f"| {column} | " in card, column
+    assert "| loan_purpose | debt_consolidation |" in card
+    assert f"{result.name} v{result.version} (1.0.0) promoted to `champion`" in card
+
+    version = client.get_model_version(settings.mlflow.registered_model, str(result.version))
+    link = f"#/experiments/{result.experiment_id}/runs/{result.run_id}/artifacts/model_card.md"
+    assert f"[Model card]({link})" in version.description
+    assert result.data_digest[:12] in version.description and "promoted to `champion`" in version.description
+
+
+def _flow_run_name(state) -> str:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as prefect:
+        return prefect.read_flow_run(state.state_details.flow_run_id).name
 
 
 def offline_files(settings: Settings) -> set[Path]:
