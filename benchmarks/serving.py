@@ -1,13 +1,18 @@
-"""Serving speed in one run: the project's Bento service against its peers, on the same model and machine.
+"""Serving speed in one run: the project's Bento service against its peers, on the same models and machine.
 
-    .venv/bin/python benchmarks/serving.py [--seconds 10] [--connections 32 64] [--workers 2] [--quick]
+    .venv/bin/python benchmarks/serving.py [--seconds 10] [--connections 32] [--workers 2] [--quick]
 
-One row per request, against 127.0.0.1. Servers, each with ``--workers`` worker processes and the same
-registered model: the bare ASGI echo app (the HTTP floor, uvicorn), the seed's Flask app (gunicorn), a plain
-FastAPI app (uvicorn), ``mlflow models serve``, and ``bentoml serve services.service:PredictionService`` with
-API keys, validation, rate limit and the durable prediction log on. Then ``/predict_batch`` on ``--batch-rows``
-rows against in-process ``predict_proba`` on the same rows. The load generator (aiohttp, one process) shares
-the cores with the servers: its CPU per request is reported beside the servers' own.
+Every candidate type the training flow can produce (``--candidates``, all by default) is fitted on the same
+generated data, logged and registered; the training stage's own ``select_best`` names the one the loop would
+promote. For each, one row per request against 127.0.0.1, servers each with ``--workers`` worker processes
+serving that version: the seed's Flask app (gunicorn), a plain FastAPI app (uvicorn), ``mlflow models serve``
+(the peers, one BLAS/OpenMP thread per worker) and ``bentoml serve services.service:PredictionService`` with
+API keys, validation, rate limit and the durable prediction log on; once per run the bare ASGI echo apps (the
+HTTP floors). Closed loop (``--connections`` clients) for capacity and CPU per request, then an open loop
+(``benchmarks/open_loop.py``) at 25/50/75 % of the project service's measured capacity for its latency. Then
+``/predict_batch`` on ``--batch-rows`` rows as JSON, Arrow IPC stream and Parquet against in-process
+``predict_proba`` on the same rows. The load generator (aiohttp, one process) shares the cores with the
+servers: its CPU per request is reported beside the servers' own.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import get_args
 
 import aiohttp
 import httpx
@@ -38,12 +44,14 @@ if str(PROJECT_ROOT) not in sys.path:
 
 import mlops_core  # noqa: E402,F401  (telemetry off)
 from benchmarks.machine import machine_info  # noqa: E402
+from benchmarks.open_loop import OpenLoopResult, open_loop  # noqa: E402
 from mlops_core import registry  # noqa: E402
 from mlops_core.api_keys import KeyStore  # noqa: E402
-from mlops_core.settings import Settings  # noqa: E402
-from stages.data.generator import generate_day  # noqa: E402
+from mlops_core.settings import CandidateName, Settings  # noqa: E402
+from stages.data.generator import generate_day, write_batches  # noqa: E402
+from stages.training.candidates import select_best  # noqa: E402
+from tests.helpers import register_trained, train_quickly  # noqa: E402
 from tests.service.conftest import free_port, service_environment, start_service, stop_group, wait_until  # noqa: E402
-from tests.service.training import register_model  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 PEERS_DIR = BENCH_DIR / "peers"
@@ -73,16 +81,37 @@ class Load:
 
 
 @dataclass
+class Candidate:
+    """One registered candidate type: its version, its pickled pipeline for the peers, its holdout score."""
+
+    name: str
+    version: int
+    model_path: Path
+    score: float
+    promoted: bool = False
+    runtime: str = "not started"  # what scores its rows in the project service
+
+
+@dataclass
 class Setup:
     root: Path
     settings: Settings
-    version: int
-    model_path: Path
+    candidates: list[Candidate]
     keys: list[str]
     row: dict
     batch: list[dict] = field(default_factory=list)
     service_env: dict[str, str] = field(default_factory=dict)
-    service_runtime: str = "not started"
+    current: Candidate | None = None  # what the servers being started serve
+
+    @property
+    def version(self) -> int:
+        assert self.current is not None
+        return self.current.version
+
+    @property
+    def model_path(self) -> Path:
+        assert self.current is not None
+        return self.current.model_path
 
 
 @dataclass
@@ -165,29 +194,43 @@ def _uvicorn(app: str, setup: Setup, workers: int) -> tuple[subprocess.Popen, st
     return process, f"http://127.0.0.1:{port}"
 
 
+# A peer's worker with the libraries' default thread pools spins one thread per core for every one-row call.
+ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
 def _spawn(args: list[str], setup: Setup, name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     with (setup.root / f"{name}.log").open("ab") as out:
         return subprocess.Popen(
             args,
             cwd=PEERS_DIR,
-            env={**os.environ, "MODEL_PATH": str(setup.model_path), **(env or {})},
+            # mlflow models serve starts uvicorn by name: the environment's scripts come first on the PATH.
+            env={
+                **os.environ,
+                "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+                **ONE_THREAD,
+                "MODEL_PATH": str(setup.model_path),
+                **(env or {}),
+            },  # fmt: skip
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
 
-def _wait_for(process: subprocess.Popen, probe: Callable[[], bool], what: str) -> None:
+def _wait_for(process: subprocess.Popen, probe: Callable[[], bool], what: str, log: Path) -> None:
     try:
         wait_until(probe, 120, what)
-    except TimeoutError:
+    except TimeoutError as exc:
         stop_group(process)
-        raise
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:]) if log.exists() else "(no log)"
+        raise TimeoutError(f"{exc}; the end of {log.name}:\n{tail}") from exc
 
 
 def start_echo(setup: Setup, workers: int) -> tuple[subprocess.Popen, str]:
     process, url = _uvicorn("echo:app", setup, workers)
-    _wait_for(process, lambda: httpx.post(url, json={}, timeout=2).status_code == 200, "echo app")
+    _wait_for(
+        process, lambda: httpx.post(url, json={}, timeout=2).status_code == 200, "echo app", setup.root / "uvicorn.log"
+    )
     return process, url
 
 
@@ -196,7 +239,12 @@ def start_bento_echo(setup: Setup, workers: int) -> tuple[subprocess.Popen, str]
     env = {"BENCH_WORKERS": str(workers), "BENCH_PORT": str(port), "BENTOML_HOME": str(setup.root / "bentoml")}
     process = _spawn([str(VENV_BIN / "bentoml"), "serve", "bento_echo:EchoService"], setup, "bento-echo", env)
     url = f"http://127.0.0.1:{port}"
-    _wait_for(process, lambda: httpx.post(f"{url}/echo", json={}, timeout=2).status_code == 200, "BentoML echo")
+    _wait_for(
+        process,
+        lambda: httpx.post(f"{url}/echo", json={}, timeout=2).status_code == 200,
+        "BentoML echo",
+        setup.root / "bento-echo.log",
+    )
     return process, url
 
 
@@ -206,14 +254,14 @@ def start_flask(setup: Setup, workers: int) -> tuple[subprocess.Popen, str]:
     process = _spawn([*args, "--log-level", "warning"], setup, "flask")
     url = f"http://127.0.0.1:{port}"
     probe = lambda: httpx.post(f"{url}/predict", json={}, timeout=2).status_code == 500  # noqa: E731
-    _wait_for(process, probe, "Flask app")
+    _wait_for(process, probe, "Flask app", setup.root / "flask.log")
     return process, url
 
 
 def start_fastapi(setup: Setup, workers: int) -> tuple[subprocess.Popen, str]:
     process, url = _uvicorn("fastapi_app:app", setup, workers)
     probe = lambda: httpx.post(f"{url}/predict", json=setup.row, timeout=2).status_code == 200  # noqa: E731
-    _wait_for(process, probe, "FastAPI app")
+    _wait_for(process, probe, "FastAPI app", setup.root / "uvicorn.log")
     return process, url
 
 
@@ -225,7 +273,8 @@ def start_mlflow(setup: Setup, workers: int) -> tuple[subprocess.Popen, str]:
     env = {"MLFLOW_TRACKING_URI": setup.settings.tracking_uri, "MLFLOW_REGISTRY_URI": setup.settings.registry_uri}
     process = _spawn(args, setup, "mlflow", env)
     url = f"http://127.0.0.1:{port}"
-    _wait_for(process, lambda: httpx.get(f"{url}/ping", timeout=2).status_code == 200, "mlflow models serve")
+    probe = lambda: httpx.get(f"{url}/ping", timeout=2).status_code == 200  # noqa: E731
+    _wait_for(process, probe, "mlflow models serve", setup.root / "mlflow.log")
     return process, url
 
 
@@ -240,13 +289,15 @@ def project_environment(setup: Setup, workers: int) -> dict[str, str]:
         MLOPS_SERVICE__POLL_SECONDS="30",
         MLOPS_SERVICE__MAX_BATCH_ROWS=str(max(len(setup.batch), 1000)),
         MLOPS_SERVICE__MAX_BODY_BYTES=str(64 * 1024**2),
+        MLOPS_SERVICE__MODEL_REF=str(setup.version),
         **setup.service_env,
     )
 
 
 def start_project(setup: Setup, workers: int) -> tuple[subprocess.Popen, str]:
     server = start_service(project_environment(setup, workers), setup.root / "bento.log", timeout=180)
-    setup.service_runtime = httpx.get(f"{server.url}/readyz", timeout=10).json()["model"]["runtime"]
+    assert setup.current is not None
+    setup.current.runtime = httpx.get(f"{server.url}/readyz", timeout=10).json()["model"]["runtime"]
     return server.process, server.url
 
 
@@ -260,39 +311,82 @@ PEERS = [
 ]
 
 
-def prepare(root: Path, batch_rows: int, clients: int) -> Setup:
-    """Register a logistic-regression champion, create a key per client, pick a request row and a batch."""
+def prepare(root: Path, batch_rows: int, clients: int, names: list[str]) -> Setup:
+    """Fit, log and register each candidate type on the same data; mark the one ``select_best`` promotes; create
+    a key per client, pick a request row and a batch."""
     import joblib
     import mlflow.sklearn
 
     settings = Settings(state_dir=root / "state")
-    version = register_model(settings, root / "data", seed=1)
+    write_batches(root / "data", rows=3000, days=3, start=date(2026, 11, 1), seed=1)
+    trained = {name: train_quickly(settings, root / "data", candidate=name, seed=1) for name in names}
+    metric = settings.training.primary_metric
+    promoted = select_best([run.best for run in trained.values()], metric).name
+    candidates = []
+    for name, run in trained.items():
+        version = register_trained(settings, run).version
+        model = mlflow.sklearn.load_model(f"models:/{settings.mlflow.registered_model}/{version}")
+        joblib.dump(model, root / f"{name}.pkl")
+        candidates.append(
+            Candidate(name, int(version), root / f"{name}.pkl", run.best.metrics[metric], name == promoted)
+        )
     client = registry.connect(settings)
-    client.set_registered_model_alias(settings.mlflow.registered_model, registry.CHAMPION, str(version))
-    model = mlflow.sklearn.load_model(f"models:/{settings.mlflow.registered_model}/{version}")
-    joblib.dump(model, root / "model.pkl")
+    champion = next(c for c in candidates if c.promoted)
+    client.set_registered_model_alias(settings.mlflow.registered_model, registry.CHAMPION, str(champion.version))
     store = KeyStore(settings.key_store)
     keys = [store.create(f"client-{i}")[1] for i in range(clients)]
     columns = list(model.feature_names_in_)
     frame = generate_day(date(2026, 11, 2), max(batch_rows, 1), seed=3)[columns]
     rows = [{k: (None if v != v else v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
-    return Setup(root, settings, version, root / "model.pkl", keys, rows[0], rows[:batch_rows])
+    return Setup(root, settings, candidates, keys, rows[0], rows[:batch_rows])
 
 
-def measure_batch(setup: Setup, url: str, repeat: int) -> dict[str, float]:
-    """Seconds per ``/predict_batch`` call of the whole batch against in-process ``predict_proba`` on it."""
+# The media types of /predict_batch bodies (services.columnar), with the in-process reading of each.
+BATCH_FORMATS = {
+    "JSON": "application/json",
+    "Arrow IPC stream": "application/vnd.apache.arrow.stream",
+    "Parquet": "application/vnd.apache.parquet",
+}
+LOAD_SHARES = (0.25, 0.50, 0.75)  # of the measured capacity, for the open loop
+
+
+def batch_body(rows: list[dict], media_type: str) -> bytes:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if media_type == "application/json":
+        return json.dumps({"rows": rows}).encode()
+    table = pa.Table.from_pylist(rows)
+    sink = io.BytesIO()
+    if media_type == "application/vnd.apache.parquet":
+        pq.write_table(table, sink)
+    else:
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+    return sink.getvalue()
+
+
+def measure_batch(setup: Setup, url: str, repeat: int) -> dict[str, dict[str, float]]:
+    """Seconds per ``/predict_batch`` call of the whole batch, in each format (answered in the same format),
+    against in-process ``predict_proba`` on the same rows (a DataFrame built from them, as a caller would)."""
     import joblib
     import pandas as pd
 
-    body = json.dumps({"rows": setup.batch})
-    with httpx.Client(timeout=120, headers={"X-API-Key": setup.keys[0], "content-type": "application/json"}) as client:
-        served = []
-        for attempt in range(repeat + 1):  # the first call is a warm-up
-            started = time.perf_counter()
-            response = client.post(f"{url}/predict_batch", content=body)
-            response.raise_for_status()
-            if attempt:
-                served.append(time.perf_counter() - started)
+    timings: dict[str, dict[str, float]] = {}
+    with httpx.Client(timeout=120, headers={"X-API-Key": setup.keys[0]}) as client:
+        for label, media_type in BATCH_FORMATS.items():
+            body = batch_body(setup.batch, media_type)
+            headers = {"content-type": media_type, "accept": media_type}
+            served = []
+            for attempt in range(repeat + 1):  # the first call is a warm-up
+                started = time.perf_counter()
+                response = client.post(f"{url}/predict_batch", content=body, headers=headers)
+                response.raise_for_status()
+                if attempt:
+                    served.append(time.perf_counter() - started)
+            timings[label] = {"bytes": len(body), "served_s": statistics.median(served)}
     model = joblib.load(setup.model_path)
     inprocess = []
     for attempt in range(repeat + 1):
@@ -300,74 +394,143 @@ def measure_batch(setup: Setup, url: str, repeat: int) -> dict[str, float]:
         model.predict_proba(pd.DataFrame.from_records(setup.batch, columns=list(model.feature_names_in_)))
         if attempt:
             inprocess.append(time.perf_counter() - started)
-    return {
-        "rows": len(setup.batch),
-        "bytes": len(body),
-        "served_s": statistics.median(served),
-        "inprocess_s": statistics.median(inprocess),
-    }
+    timings["in-process"] = {"bytes": 0, "served_s": statistics.median(inprocess)}
+    return timings
 
 
-def run_peer(peer: Peer, setup: Setup, args: argparse.Namespace) -> tuple[dict[int, Load], dict | None, float]:
+@dataclass
+class ProjectRun:
+    """The project service on one candidate: closed-loop loads, the open loop at shares of capacity, batches."""
+
+    open_loop: list[OpenLoopResult] = field(default_factory=list)
+    batch: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def run_peer(peer: Peer, setup: Setup, args: argparse.Namespace) -> tuple[dict[int, Load], ProjectRun | None, float]:
     started = time.perf_counter()
     process, url = peer.start(setup, args.workers)
     startup = time.perf_counter() - started
+    project = ProjectRun() if peer.label == PROJECT else None
     try:
         body = json.dumps(peer.body(setup.row)).encode()
+        headers = peer.headers(setup)
         results = {
-            n: asyncio.run(load(url + peer.path, body, peer.headers(setup), args.seconds, n, process))
-            for n in args.connections
+            n: asyncio.run(load(url + peer.path, body, headers, args.seconds, n, process)) for n in args.connections
         }
-        batch = measure_batch(setup, url, args.batch_repeat) if peer.label == PROJECT and setup.batch else None
+        if project is not None:
+            capacity = max(r.rps for r in results.values())
+            for share in LOAD_SHARES:
+                print(f"[serving]   open loop at {share:.0%} of {capacity:,.0f} req/s", file=sys.stderr, flush=True)
+                project.open_loop.append(
+                    asyncio.run(open_loop(url + peer.path, body, headers, rate=share * capacity, seconds=args.seconds))
+                )
+            if setup.batch:
+                project.batch = measure_batch(setup, url, args.batch_repeat)
     finally:
         stop_group(process, signal.SIGTERM)
-    return results, batch, startup
+    return results, project, startup
+
+
+def _ms_per_request(r: Load, cpu: float) -> float:
+    return 1000 * cpu / max(r.requests, 1)
 
 
 def report(
-    results: dict[str, dict[int, Load]], batch: dict | None, startups: dict[str, float], args: argparse.Namespace
+    setup: Setup,
+    results: dict[str, dict[str, dict[int, Load]]],
+    projects: dict[str, ProjectRun],
+    startups: dict[str, float],
+    args: argparse.Namespace,
 ) -> str:
-    peers = [label for label in results if label != PROJECT and label not in FLOORS]
+    n = max(args.connections)
     lines = [
-        f"### Serving: one row per request, {args.workers} workers per server, {args.seconds:g} s per window",
+        f"### Per candidate type: the project service against the best peer, {n} connections, "
+        f"{args.workers} workers per server, {args.seconds:g} s windows",
         "",
-        "| connections | server | req/s | p50 ms | p99 ms | errors | server CPU ms/req | client CPU ms/req "
-        "| load avg | req/s vs best peer |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| candidate | holdout " + setup.settings.training.primary_metric + " | scored by (project) | best peer "
+        "| best peer req/s | project req/s | vs best peer | project server CPU ms/req | CPU vs LR's |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|",
     ]
-    for n in args.connections:
-        best = max((results[p][n].rps for p in peers), default=0.0)
-        for label, by_connections in results.items():
-            r = by_connections[n]
-            ratio = f"{r.rps / best:.2f}x" if best else "–"
-            lines.append(
-                f"| {n} | {label} | {r.rps:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} "
-                f"| {1000 * r.server_cpu_s / max(r.requests, 1):.2f} | {1000 * r.client_cpu_s / max(r.requests, 1):.2f} "
-                f"| {r.load_average:.1f} | {ratio} |"
-            )
+    baseline_cpu = None
+    for candidate in setup.candidates:
+        runs = results.get(candidate.name, {})
+        if PROJECT not in runs:
+            continue
+        own = runs[PROJECT][n]
+        cpu = _ms_per_request(own, own.server_cpu_s)
+        if candidate.name == "logistic_regression":
+            baseline_cpu = cpu
+        peers = {label: by_n[n].rps for label, by_n in runs.items() if label != PROJECT and label not in FLOORS}
+        best = max(peers, key=peers.__getitem__) if peers else None
+        ratio = f"{own.rps / peers[best]:.2f}x" if best else "–"
+        cpu_ratio = f"{cpu / baseline_cpu:.2f}x" if baseline_cpu else "–"
+        name = f"{candidate.name} (promoted)" if candidate.promoted else candidate.name
+        lines.append(
+            f"| {name} | {candidate.score:.3f} | {candidate.runtime} | {best or '–'} "
+            f"| {peers.get(best, 0):,.0f} | {own.rps:,.0f} | {ratio} | {cpu:.2f} | {cpu_ratio} |"
+        )
+    lines += [
+        "",
+        "### Every server, closed loop",
+        "",
+        "| candidate | connections | server | req/s | p50 ms | p99 ms | errors | server CPU ms/req | client CPU ms/req "
+        "| load avg | req/s vs best peer |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for candidate_name, runs in results.items():
+        for conns in args.connections:
+            peers = [label for label in runs if label != PROJECT and label not in FLOORS]
+            best = max((runs[p][conns].rps for p in peers), default=0.0)
+            for label, by_connections in runs.items():
+                r = by_connections[conns]
+                ratio = f"{r.rps / best:.2f}x" if best and label not in FLOORS else "–"
+                lines.append(
+                    f"| {candidate_name} | {conns} | {label} | {r.rps:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} "
+                    f"| {r.errors} | {_ms_per_request(r, r.server_cpu_s):.2f} | {_ms_per_request(r, r.client_cpu_s):.2f} "
+                    f"| {r.load_average:.1f} | {ratio} |"
+                )
     lines += ["", "Server start-up to first answer, s: " + ", ".join(f"{k} {v:.1f}" for k, v in startups.items())]
-    if batch:
-        served, inprocess = batch["rows"] / batch["served_s"], batch["rows"] / batch["inprocess_s"]
+    lines += [
+        "",
+        f"### Open loop: {PROJECT}, requests on a fixed schedule, latency from the scheduled send time",
+        "",
+        "| candidate | share of capacity | rate req/s | answered req/s | p50 ms | p99 ms | p99.9 ms | errors "
+        "| generator lag p99 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for candidate_name, project in projects.items():
+        for share, r in zip(LOAD_SHARES, project.open_loop, strict=False):
+            lines.append(
+                f"| {candidate_name} | {share:.0%} | {r.rate:,.0f} | {r.achieved_rps:,.0f} | {r.quantile(0.5):.1f} "
+                f"| {r.quantile(0.99):.1f} | {r.quantile(0.999):.1f} | {r.errors} | {r.quantile(0.99, r.lag_ms):.1f} |"
+            )
+    batches = {name: p.batch for name, p in projects.items() if p.batch}
+    if batches:
         lines += [
             "",
-            f"### Batch: `/predict_batch` with {batch['rows']:,} rows ({batch['bytes'] / 1e6:.1f} MB of JSON), "
-            f"median of {args.batch_repeat} calls",
+            f"### Batch: `/predict_batch` with {len(setup.batch):,} rows, answered in the body's format, median of "
+            f"{args.batch_repeat} calls, against in-process `predict_proba` (DataFrame from the same rows)",
             "",
-            "| path | s per batch | rows/s | ratio |",
-            "|---|---:|---:|---:|",
-            f"| in-process `predict_proba` (scikit-learn, DataFrame from the same rows) | {batch['inprocess_s']:.3f} "
-            f"| {inprocess:,.0f} | 1.00x |",
-            f"| {PROJECT}: HTTP, validation, scoring, log commit | {batch['served_s']:.3f} | {served:,.0f} "
-            f"| {served / inprocess:.2f}x |",
+            "| candidate | body | MB | s per batch | rows/s | vs in-process |",
+            "|---|---|---:|---:|---:|---:|",
         ]
+        for candidate_name, batch in batches.items():
+            inprocess = batch["in-process"]["served_s"]
+            for label, timing in batch.items():
+                rows_s = len(setup.batch) / timing["served_s"]
+                lines.append(
+                    f"| {candidate_name} | {label} | {timing['bytes'] / 1e6:.2f} | {timing['served_s']:.3f} "
+                    f"| {rows_s:,.0f} | {inprocess / timing['served_s']:.2f}x |"
+                )
     return "\n".join(lines) + "\n"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10, help="measured seconds per server and concurrency")
-    parser.add_argument("--connections", type=int, nargs="+", default=[32, 64], help="concurrent connections")
+    parser.add_argument("--seconds", type=float, default=10, help="measured seconds per server and load")
+    parser.add_argument("--connections", type=int, nargs="+", default=[32], help="concurrent connections")
     parser.add_argument("--workers", type=int, default=2, help="worker processes of every server")
+    parser.add_argument("--candidates", nargs="+", default=list(get_args(CandidateName)), help="candidate types")
     parser.add_argument("--batch-rows", type=int, default=10_000, help="rows in one /predict_batch call (0: skip)")
     parser.add_argument("--batch-repeat", type=int, default=5, help="timed /predict_batch calls")
     parser.add_argument("--servers", nargs="+", help="only the servers whose label contains one of these words")
@@ -386,24 +549,30 @@ def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
     began = time.perf_counter()
     info = machine_info(["bentoml", "scikit-learn", "onnxruntime", "mlflow", "uvicorn", "gunicorn", "aiohttp"])
+    info["command"] = "benchmarks/serving.py " + " ".join(sys.argv[1:] if argv is None else argv)
     info["load average at start (1/5/15 min)"] = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     peers = [p for p in PEERS if not args.servers or any(w in p.label for w in args.servers)]
-    results: dict[str, dict[int, Load]] = {}
+    results: dict[str, dict[str, dict[int, Load]]] = {}
+    projects: dict[str, ProjectRun] = {}
     startups: dict[str, float] = {}
-    batch = None
     with tempfile.TemporaryDirectory(prefix="serving-bench-") as tmp:
-        setup = prepare(Path(tmp), args.batch_rows, max(args.connections))
+        setup = prepare(Path(tmp), args.batch_rows, max(args.connections), args.candidates)
         setup.service_env = dict(item.split("=", 1) for item in args.service_env)
-        for peer in peers:
-            print(f"[serving] {peer.label} ...", file=sys.stderr, flush=True)
-            results[peer.label], peer_batch, startups[peer.label] = run_peer(peer, setup, args)
-            batch = peer_batch or batch
+        for index, candidate in enumerate(setup.candidates):
+            setup.current = candidate
+            for peer in peers:
+                if peer.label in FLOORS and index:
+                    continue  # the floors serve no model: measured once
+                print(f"[serving] {candidate.name}: {peer.label} ...", file=sys.stderr, flush=True)
+                by_n, project, startups[peer.label] = run_peer(peer, setup, args)
+                results.setdefault(candidate.name, {})[peer.label] = by_n
+                if project is not None:
+                    projects[candidate.name] = project
     info["load average at end (1/5/15 min)"] = " / ".join(f"{x:.1f}" for x in os.getloadavg())
-    info["project service scores with"] = setup.service_runtime
     if args.service_env:
         info["project service settings"] = " ".join(args.service_env)
     info["run"] = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {time.perf_counter() - began:.0f} s"
-    text = report(results, batch, startups, args)
+    text = report(setup, results, projects, startups, args)
     text += "\n" + "\n".join(f"- {k}: {v}" for k, v in info.items()) + "\n"
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)

@@ -1,9 +1,10 @@
 """What stands in front of every route: API keys, per-key rate limits, the security event log.
 
 The checks run as ASGI middleware on the whole BentoML app, so they also cover BentoML's own routes (the
-docs, and /metrics when it is not configured open). Rate-limit counters live in a pyrate-limiter SQLite
-bucket guarded by a file lock, so a key's limit holds across all worker processes on the machine; with
-``MLOPS_SERVICE__RATE_LIMIT_URL`` they live in Redis and the limit holds across every instance.
+docs, and /metrics when it is not configured open). Rate limits are pyrate-limiter's GCRA (a key may send its
+whole limit at once, then one request per window/limit): its state lives in a SQLite file, so a key's limit holds
+across all worker processes on the machine; with ``MLOPS_SERVICE__RATE_LIMIT_URL`` it lives in Redis and the
+limit holds across every instance.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-from pyrate_limiter import Duration, Limiter, Rate, RateItem, RedisBucket, SQLiteBucket
-from redis.exceptions import NoScriptError, RedisError
+from pyrate_limiter import GCRA, Duration, Rate, RateItem, RedisStateStore, StateBucket, WallClock
+from pyrate_limiter.abstracts.algorithm import Decision, State, StateAlgorithm
+from pyrate_limiter.abstracts.store import StateStore
+from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -32,8 +35,6 @@ from services import page
 
 KEY_REFRESH_SECONDS = 2.0
 UNSEEN_KEY_RECHECK_SECONDS = 0.25
-LOCK_POLL_SECONDS = 0.001
-LEAK_INTERVAL_SECONDS = 10.0
 RATE_LIMIT_KEY_PREFIX = "mlops:rate-limit:"
 logger = logging.getLogger("mlops.service.guard")
 
@@ -88,102 +89,138 @@ class RateLimitStoreUnavailable(Exception):
     """The store that counts requests could not record this one; without it no limit holds."""
 
 
-class RateLimits:
-    """One pyrate-limiter bucket per key (its own table in the shared SQLite file): counts across the workers
-    of one machine."""
+def key_rate(settings: Settings, limit: int) -> list[Rate]:
+    """``limit`` requests per rate window, all of which may come at once (the burst)."""
+    return [Rate(limit, int(settings.service.rate_window_seconds * Duration.SECOND))]
 
-    def __init__(self, settings: Settings) -> None:
-        self._path = settings.rate_limit_store
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._default = settings.service.rate_limit
-        self._window_ms = int(settings.service.rate_window_seconds * Duration.SECOND)
-        self._limiters: dict[tuple[str, int], tuple[Limiter, SQLiteBucket]] = {}
-        self._lock = threading.Lock()
 
-    def _limiter(self, key_id: str, limit: int) -> tuple[Limiter, SQLiteBucket]:
+def retry_seconds(decision: Decision, settings: Settings) -> float | None:
+    """None when the request may pass, else the seconds to wait before the next one."""
+    if decision.allowed:
+        return None
+    wait_ms = decision.retry_after_ms
+    return wait_ms / 1000 if wait_ms and wait_ms > 0 else settings.service.rate_window_seconds
+
+
+class SQLiteStateStore(StateStore):
+    """pyrate-limiter's store contract for constant-state algorithms, over one row per key in a SQLite file.
+
+    pyrate-limiter keeps GCRA state in memory, in a ``multiprocessing.Manager`` or in Redis; the service's workers
+    are started by BentoML, not by one parent that could share a Manager, so on one machine they share this file.
+    The read, the algorithm's step and the write run in one ``BEGIN IMMEDIATE`` transaction: the file's lock
+    makes them atomic across the workers. The row holds the algorithm's few numbers however much traffic passes.
+    """
+
+    default_clock = WallClock()  # the state is compared across processes
+
+    def __init__(self, connection: sqlite3.Connection, lock: threading.Lock, key: str) -> None:
+        self._connection, self._lock, self._key = connection, lock, key
+
+    @staticmethod
+    def connect(path: Path) -> sqlite3.Connection:
+        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5)
+        # A lost counter costs at most one window of leniency: no fsync per request.
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=OFF")
+        connection.execute("CREATE TABLE IF NOT EXISTS rate_state (bucket TEXT PRIMARY KEY, state TEXT NOT NULL)")
+        return connection
+
+    def _load(self, algorithm: StateAlgorithm, rates: list[Rate]) -> State:
+        row = self._connection.execute("SELECT state FROM rate_state WHERE bucket = ?", (self._key,)).fetchone()
+        state = algorithm.decode(row[0].split(",")) if row else algorithm.initial(rates)
+        return state if len(state) == len(rates) else algorithm.initial(rates)
+
+    def check(self, algorithm: StateAlgorithm, rates: list[Rate], now: int, weight: int) -> Decision:
         with self._lock:
-            if (key_id, limit) not in self._limiters:
-                bucket = SQLiteBucket.init_from_file(
-                    [Rate(limit, self._window_ms)],
-                    table=f"key_{key_id}_{limit}",
-                    db_path=str(self._path),
-                    use_file_lock=True,
-                )
-                # The same lock file, polled every millisecond: the lock is held for a fraction of one, and the
-                # default 50 ms poll stalled every request of a worker that found it held (the check runs on the
-                # event loop).
-                bucket.lock = FileLock(f"{self._path}.lock", poll_interval=LOCK_POLL_SECONDS)
-                # The Limiter is kept for its background leak of expired entries.
-                self._limiters[(key_id, limit)] = (Limiter(bucket), bucket)
-            return self._limiters[(key_id, limit)]
+            self._connection.execute("BEGIN IMMEDIATE")  # waits for the other workers' transactions
+            try:
+                state, decision = algorithm.step(rates, self._load(algorithm, rates), now, weight)
+                if decision.allowed:
+                    self._connection.execute(
+                        "INSERT INTO rate_state (bucket, state) VALUES (?, ?) "
+                        "ON CONFLICT (bucket) DO UPDATE SET state = excluded.state",
+                        (self._key, ",".join(str(value) for value in state)),
+                    )
+                self._connection.execute("COMMIT")
+            except BaseException:
+                if self._connection.in_transaction:
+                    self._connection.execute("ROLLBACK")
+                raise
+        return decision
 
-    async def hit(self, key_id: str, limit: int | None) -> float | None:
-        """None when the request may pass, else the seconds to wait before the next one."""
-        try:
-            _, bucket = self._limiter(key_id, limit or self._default)
-            # bucket.put holds the bucket's file lock itself. Limiter.try_acquire(blocking=False) would be the
-            # usual call, but pyrate-limiter 4.5.1 passes False to FileLock.acquire as a timeout (TypeError).
-            if bucket.put(RateItem(key_id, bucket.now())):
-                return None
-            wait_ms = bucket.waiting(RateItem(key_id, bucket.now()))
-        except sqlite3.Error as exc:
-            raise RateLimitStoreUnavailable(repr(exc)) from exc
-        return max(wait_ms, 0) / 1000 if isinstance(wait_ms, int) and wait_ms > 0 else self._window_ms / 1000
+    def read(self, algorithm: StateAlgorithm, rates: list[Rate]) -> State:
+        with self._lock:
+            return self._load(algorithm, rates)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._connection.execute("DELETE FROM rate_state WHERE bucket = ?", (self._key,))
 
 
-class SharedRateLimits:
-    """One pyrate-limiter Redis bucket per key: every instance of the service counts in the same sorted set.
+class RateLimits:
+    """One pyrate-limiter GCRA bucket per key, its state a row in the SQLite file the workers of one machine share.
 
-    The client is asyncio's, so a slow Redis holds only the requests that wait for it, not the worker's event
-    loop. Expired entries are trimmed by the request path itself, at most once per leak interval per bucket: a
-    background leaker that hit a Redis outage would stop for good, and the set would grow without bound.
+    GCRA keeps one number per key and decides in constant time; the sliding log it replaces counted every entry
+    of the window on each request (1.3 ms at 50,000 entries, on the event loop).
     """
 
     def __init__(self, settings: Settings) -> None:
-        assert settings.service.rate_limit_url is not None
-        self._url = settings.service.rate_limit_url
-        self._redis: Any = None  # created in the event loop that uses it
-        self._default = settings.service.rate_limit
-        self._window_ms = int(settings.service.rate_window_seconds * Duration.SECOND)
-        self._buckets: dict[tuple[str, int], RedisBucket] = {}
-        self._leaked_at: dict[tuple[str, int], float] = {}
+        self._settings = settings
+        self._path = settings.rate_limit_store
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._connection: sqlite3.Connection | None = None
+        self._buckets: dict[tuple[str, int], StateBucket] = {}
+        self._lock = threading.Lock()
 
-    async def _bucket(self, key_id: str, limit: int, *, reload: bool = False) -> RedisBucket:
-        if self._redis is None:
-            self._redis = redis_store.async_client(self._url)
-        if reload or (key_id, limit) not in self._buckets:
-            rates = [Rate(limit, self._window_ms)]
-            key = f"{RATE_LIMIT_KEY_PREFIX}{key_id}:{limit}"
-            self._buckets[(key_id, limit)] = await RedisBucket.init(rates, self._redis, key)
+    def _bucket(self, key_id: str, limit: int) -> StateBucket:
+        if (key_id, limit) not in self._buckets:
+            with self._lock:
+                if self._connection is None:
+                    self._connection = SQLiteStateStore.connect(self._path)
+                store = SQLiteStateStore(self._connection, self._lock, f"{key_id}:{limit}")
+                self._buckets[(key_id, limit)] = StateBucket(key_rate(self._settings, limit), GCRA(), store)
         return self._buckets[(key_id, limit)]
 
     async def hit(self, key_id: str, limit: int | None) -> float | None:
         """None when the request may pass, else the seconds to wait before the next one."""
-        limit = limit or self._default
         try:
-            bucket = await self._bucket(key_id, limit)
-            try:
-                decision = await bucket.put_decision(RateItem(key_id, bucket.now()))
-            except NoScriptError:  # Redis restarted and forgot the bucket's script: load it again
-                bucket = await self._bucket(key_id, limit, reload=True)
-                decision = await bucket.put_decision(RateItem(key_id, bucket.now()))
-            await self._leak(key_id, limit, bucket)
+            bucket = self._bucket(key_id, limit or self._settings.service.rate_limit)
+            decision = bucket.put_decision(RateItem(key_id, bucket.now()))
+        except sqlite3.Error as exc:
+            raise RateLimitStoreUnavailable(repr(exc)) from exc
+        return retry_seconds(decision, self._settings)
+
+
+class SharedRateLimits:
+    """One pyrate-limiter GCRA bucket per key in Redis (its Lua script, one hash per key that expires on its own):
+    every instance of the service counts in the same state.
+
+    The client is asyncio's, so a slow Redis holds only the requests that wait for it, not the worker's event loop.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        assert settings.service.rate_limit_url is not None
+        self._settings = settings
+        self._redis: Any = None  # created in the event loop that uses it
+        self._buckets: dict[tuple[str, int], StateBucket] = {}
+
+    def _bucket(self, key_id: str, limit: int) -> StateBucket:
+        if self._redis is None:
+            self._redis = redis_store.async_client(self._settings.service.rate_limit_url)
+        if (key_id, limit) not in self._buckets:
+            store = RedisStateStore(self._redis, f"{RATE_LIMIT_KEY_PREFIX}{key_id}:{limit}")
+            self._buckets[(key_id, limit)] = StateBucket(key_rate(self._settings, limit), GCRA(), store)
+        return self._buckets[(key_id, limit)]
+
+    async def hit(self, key_id: str, limit: int | None) -> float | None:
+        """None when the request may pass, else the seconds to wait before the next one."""
+        try:
+            bucket = self._bucket(key_id, limit or self._settings.service.rate_limit)
+            # A Redis that restarted and forgot the script gets it again from redis-py's Script object.
+            decision = await bucket.put_decision(RateItem(key_id, bucket.now()))
         except RedisError as exc:
             raise RateLimitStoreUnavailable(repr(exc)) from exc
-        if decision.allowed:
-            return None
-        wait_ms = decision.retry_after_ms
-        return wait_ms / 1000 if wait_ms and wait_ms > 0 else self._window_ms / 1000
-
-    async def _leak(self, key_id: str, limit: int, bucket: RedisBucket) -> None:
-        """Drop entries older than the window; a key left unused expires once its last entry would have."""
-        now = time.monotonic()
-        if now - self._leaked_at.get((key_id, limit), -math.inf) < LEAK_INTERVAL_SECONDS:
-            return
-        self._leaked_at[(key_id, limit)] = now
-        await bucket.leak(bucket.now())
-        # Entries written until the next leak must outlive their window: the expiry covers one leak interval more.
-        await self._redis.pexpire(bucket.bucket_key, self._window_ms + int(LEAK_INTERVAL_SECONDS * 1000))
+        return retry_seconds(decision, self._settings)
 
 
 def rate_limits(settings: Settings) -> RateLimits | SharedRateLimits:

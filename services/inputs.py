@@ -153,15 +153,35 @@ def check_row(
     return row, errors, flags
 
 
-def frame_of(rows: list[dict[str, Any]], rules: list[FieldRule]) -> pd.DataFrame:
-    """Rows as the model saw them in training: signature column order, float64 for numbers, NaN for a missing
-    value of any kind (scikit-learn's imputers take NaN, not None, as missing)."""
-    frame = pd.DataFrame.from_records(rows, columns=[r.name for r in rules])
-    numeric = {r.name: "float64" for r in rules if r.kind in ("number", "integer")}
-    frame = frame.astype(numeric) if numeric else frame
+# Checked rows as one array per field, the form the models score and the batch routes validate: numbers float64
+# (NaN for a missing value), text and booleans object arrays (None for a missing value).
+Columns = dict[str, np.ndarray]
+
+
+def row_count(columns: Columns) -> int:
+    return len(next(iter(columns.values()))) if columns else 0
+
+
+def column_array(values: list[Any], kind: Kind) -> np.ndarray:
+    if kind in ("number", "integer"):
+        return np.array(values, dtype=np.float64)  # None becomes NaN
+    column = np.empty(len(values), dtype=object)
+    column[:] = values
+    return column
+
+
+def columns_of(rows: list[dict[str, Any]], rules: list[FieldRule]) -> Columns:
+    """Rows checked by ``check_row`` as columns; a field a row lacks is missing."""
+    return {rule.name: column_array([row.get(rule.name) for row in rows], rule.kind) for rule in rules}
+
+
+def frame_of_columns(columns: Columns, rules: list[FieldRule]) -> pd.DataFrame:
+    """Columns as the model saw them in training: signature column order, NaN for a missing value of any kind
+    (scikit-learn's imputers take NaN, not None, as missing)."""
+    frame = pd.DataFrame({rule.name: columns[rule.name] for rule in rules}, columns=[r.name for r in rules])
     return frame.fillna(np.nan)
 
 
-def json_features(row: dict[str, Any]) -> dict[str, Any]:
-    """The row as logged: NaN (a missing optional value) becomes null."""
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+def frame_of(rows: list[dict[str, Any]], rules: list[FieldRule]) -> pd.DataFrame:
+    """Checked rows as the model saw them in training (see ``frame_of_columns``)."""
+    return frame_of_columns(columns_of(rows, rules), rules)

@@ -37,7 +37,7 @@ from mlops_core import registry
 from mlops_core.profile import DatasetProfile
 from mlops_core.settings import Settings
 from services import onnx_model
-from services.inputs import FieldRule, build_rules, frame_of
+from services.inputs import Columns, FieldRule, build_rules, columns_of, frame_of_columns
 
 EXAMPLE_ROWS = 2  # rows of the input example shown in the OpenAPI document (one for /predict, both for a batch)
 
@@ -58,12 +58,15 @@ class ServedModel:
     example: list[dict[str, Any]] = field(default_factory=list)  # input example rows, JSON-ready, for the docs
 
     def predict_proba(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        return self.predict_columns(columns_of(rows, self.rules))
+
+    def predict_columns(self, columns: Columns) -> np.ndarray:
         if self.onnx is not None:
             try:
-                return self.onnx.predict_proba(rows)
+                return self.onnx.predict_columns(columns)
             except onnx_model.BeyondFloat32:
                 pass
-        return self.pipeline.predict_proba(frame_of(rows, self.rules))
+        return self.pipeline.predict_proba(frame_of_columns(columns, self.rules))
 
 
 @dataclass

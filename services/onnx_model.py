@@ -34,7 +34,7 @@ from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from services import hgb_onnx  # noqa: F401  (registers the HistGradientBoosting converter)
-from services.inputs import FieldRule, frame_of
+from services.inputs import Columns, FieldRule, columns_of, frame_of
 from services.probes import probe_rows
 
 # Largest allowed difference between ONNX Runtime's and scikit-learn's probability of any class on a probe row.
@@ -120,15 +120,23 @@ class OnnxPipeline:
 
     def predict_proba(self, rows: list[dict[str, Any]]) -> np.ndarray:
         """Rows checked by ``services.inputs.check_row`` (a missing number is NaN, missing text None)."""
+        return self.predict_columns(columns_of(rows, self.rules))
+
+    def predict_columns(self, columns: Columns) -> np.ndarray:
+        """Checked columns (``services.inputs.Columns``)."""
         feed = {}
         for rule in self.rules:
+            values = columns[rule.name]
             if rule.kind == "string":
                 fill = self.text_fills.get(rule.name)
-                values = np.array([fill if r[rule.name] is None else r[rule.name] for r in rows], dtype=object)
+                missing = np.equal(values, None)
+                if missing.any():
+                    values = values.copy()
+                    values[missing] = fill
             else:
                 with np.errstate(over="ignore"):  # an overflow is refused just below
-                    values = np.array([r[rule.name] for r in rows], dtype=np.float32)
-                if np.isinf(values).any():  # check_row passes only finite numbers: these overflowed float32
+                    values = values.astype(np.float32)
+                if np.isinf(values).any():  # the checks pass only finite numbers: these overflowed float32
                     raise BeyondFloat32(f"{rule.name} beyond the float32 range")
             feed[rule.name] = values.reshape(-1, 1)
         # The graph computes in float32: in float64 and rescaled, each row's probabilities sum to 1 again.

@@ -12,6 +12,7 @@ from typing import Any
 
 from mlops_core.prediction_log import VARIANTS
 from mlops_core.settings import Settings
+from services.columnar import ARROW_STREAM, BATCH_MEDIA_TYPES, PARQUET
 from services.inputs import FieldRule
 from services.models import ServedModel
 from services.page import DOCS_PATH
@@ -77,6 +78,28 @@ _BODY_ERRORS = (
     ("415", "the content type is not application/json"),
     ("422", "the body does not match the model's input; each problem names its field"),
 )
+
+
+_BATCH_ERRORS = (
+    ("400", "the body is not UTF-8 JSON, or not a readable Arrow IPC stream or Parquet file"),
+    ("413", "the body is larger than the limit"),
+    ("415", f"the content type is none of {', '.join(BATCH_MEDIA_TYPES)}"),
+    ("422", "the batch does not match the model's input; each problem names its column (or row and field)"),
+)
+
+
+def _batch_request(schema: dict[str, Any], example: Any = None) -> dict[str, Any]:
+    request = _json_request(schema, example)
+    for media_type in (ARROW_STREAM, PARQUET):
+        request["content"][media_type] = {"schema": {"type": "string", "contentMediaType": media_type}}
+    return request
+
+
+def _batch_responses(ok_schema: dict[str, Any], *errors: tuple[str, str]) -> dict[str, Any]:
+    responses = _responses("200", ok_schema, *errors)
+    for media_type in (ARROW_STREAM, PARQUET):
+        responses["200"]["content"][media_type] = {"schema": {"type": "string", "contentMediaType": media_type}}
+    return responses
 
 
 def _json_request(schema: dict[str, Any], example: Any = None) -> dict[str, Any]:
@@ -215,16 +238,21 @@ def document(model: ServedModel | None, settings: Settings) -> dict[str, Any]:
         "/predict_batch": {
             "post": {
                 "summary": f"Score up to {service.max_batch_rows} rows",
-                "requestBody": _json_request(batch_body, {"rows": rows} if rows else None),
-                "responses": _responses(
-                    "200",
+                "description": "Rows as JSON, as an Apache Arrow IPC stream or as a Parquet file: one column per "
+                "field of `Row`, named as there (numbers: an integer or floating-point column; text: a string "
+                "column; a missing value is null, NaN is refused). The answer is JSON unless `Accept` names "
+                "one of the columnar types: then it is a table in that format with the columns of `Prediction` "
+                "(`probabilities` a struct with a field per class, `warnings` a list of structs). A batch "
+                "refused whole names the column and the reason, and the rows concerned.",
+                "requestBody": _batch_request(batch_body, {"rows": rows} if rows else None),
+                "responses": _batch_responses(
                     {
                         "type": "object",
                         "properties": {"predictions": {"type": "array", "items": _ref("Prediction")}},
                         "required": ["predictions"],
                     },
                     *_KEY_ERRORS,
-                    *_BODY_ERRORS,
+                    *_BATCH_ERRORS,
                     not_ready,
                 ),
             }

@@ -16,15 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import json
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import bentoml
 import numpy as np
+import orjson
+import pyarrow as pa
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -35,13 +40,23 @@ from starlette.routing import Route
 
 import mlops_core  # noqa: F401  (telemetry off before any library loads)
 from mlops_core import security_log
+from mlops_core.db import EncodedJSON
 from mlops_core.features import FeatureStoreError, UnknownEntity
-from mlops_core.prediction_log import input_hash, record_ground_truth, utc_now
-from mlops_core.settings import get_settings
+from mlops_core.prediction_log import canonical_json, record_ground_truth, utc_now
+from mlops_core.settings import ServiceSettings, get_settings
 from services import access_log
+from services.columnar import (
+    BATCH_MEDIA_TYPES,
+    JSON,
+    BatchError,
+    check_json_rows,
+    check_table,
+    read_table,
+    write_table,
+)
 from services.entities import entity_features, model_row
 from services.guard import Guard
-from services.inputs import NonFinite, Problem, check_row, json_features
+from services.inputs import Columns, FieldRule, NonFinite, Problem, check_row, columns_of, row_count
 from services.models import ServedModel
 from services.openapi import document
 from services.page import ServicePage
@@ -51,6 +66,8 @@ from services.variants import CHALLENGER, CHAMPION, SHADOW, ChallengerFault, ass
 logger = logging.getLogger("mlops.service")
 # Batches above this size are scored in a thread so that single-row requests keep flowing.
 INLINE_ROWS = 16
+# Allocations between two young-generation collections (Python's default is 700), see PredictionService.
+GC_ALLOCATIONS = 50_000
 
 
 class ClientError(Exception):
@@ -81,14 +98,18 @@ def error_response(status: int, error: str, problems: list[Problem]) -> Response
     return json_response({"error": error, "detail": [p.as_dict() for p in problems]}, status)
 
 
-async def read_json(request: Request) -> Any:
-    """The body as JSON, within the size limit; NaN and Infinity tokens are kept as markers for the checks."""
+def media_type_of(header: str) -> str:
+    return header.split(";")[0].strip().lower()
+
+
+async def read_body(request: Request, accepted: tuple[str, ...] = (JSON,)) -> tuple[str, bytes]:
+    """The body's media type (one of ``accepted``) and its bytes, within the size limit."""
     limit = get_settings().service.max_body_bytes
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/json":
+    content_type = media_type_of(request.headers.get("content-type", ""))
+    if content_type not in accepted:
         got = content_type or "none"
         raise ClientError(
-            415, "unsupported_media_type", [Problem("content-type", f"expected application/json, got {got}")]
+            415, "unsupported_media_type", [Problem("content-type", f"expected {' or '.join(accepted)}, got {got}")]
         )
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
@@ -98,10 +119,21 @@ async def read_json(request: Request) -> Any:
         body.extend(chunk)
         if len(body) > limit:
             raise ClientError(413, "body_too_large", [Problem("body", f"at most {limit} bytes")])
+    return content_type, bytes(body)
+
+
+def parse_json(body: bytes) -> Any:
+    """NaN and Infinity tokens are kept as markers for the checks."""
     try:
         return json.loads(body.decode("utf-8"), parse_constant=NonFinite)
     except (ValueError, RecursionError) as exc:  # also integers of over 4300 digits and deep nesting
         raise ClientError(400, "malformed_json", [Problem("body", f"not valid UTF-8 JSON: {exc}")]) from exc
+
+
+async def read_json(request: Request) -> Any:
+    """The body as JSON, within the size limit."""
+    _, body = await read_body(request)
+    return parse_json(body)
 
 
 def refuse(request: Request, status: int, error: str, problems: list[Problem]) -> Response:
@@ -123,14 +155,14 @@ def not_ready() -> Response:
     return json_response({"error": "not_ready", "detail": reasons}, 503, RETRY)
 
 
-async def scores(score: Callable[..., np.ndarray], model: Any, rows: list[dict[str, Any]]) -> np.ndarray:
-    """``score(model, rows)``, in a thread for large batches."""
-    if len(rows) > INLINE_ROWS:
-        return await asyncio.to_thread(score, model, rows)
-    return score(model, rows)
+async def scores(score: Callable[..., np.ndarray], model: Any, columns: Columns) -> np.ndarray:
+    """``score(model, columns)``, in a thread for large batches."""
+    if row_count(columns) > INLINE_ROWS:
+        return await asyncio.to_thread(score, model, columns)
+    return score(model, columns)
 
 
-async def champion_scores(champion: ServedModel, rows: list[dict[str, Any]], flags: list[list[Problem]]) -> np.ndarray:
+async def champion_scores(champion: ServedModel, columns: Columns, flags: list[list[Problem]]) -> np.ndarray:
     """The champion's probabilities; values far outside the training range that it cannot score are a 422.
 
     Under the flag policy such values pass the checks, and an extreme one (1e308) overflows the pipeline's
@@ -138,7 +170,7 @@ async def champion_scores(champion: ServedModel, rows: list[dict[str, Any]], fla
     """
     flagged = [p for row_flags in flags for p in row_flags]
     try:
-        probabilities = await scores(ServedModel.predict_proba, champion, rows)
+        probabilities = await scores(ServedModel.predict_columns, champion, columns)
     except ValueError:
         if not flagged:
             raise
@@ -149,40 +181,116 @@ async def champion_scores(champion: ServedModel, rows: list[dict[str, Any]], fla
     return probabilities
 
 
+@dataclass
+class Answers:
+    """One variant's answers to a request's rows, as columns: what the JSON and the Arrow answers are made of."""
+
+    model: ServedModel
+    variant: str
+    ids: list[str]
+    predicted: list[Any]
+    confidence: np.ndarray
+    probabilities: np.ndarray
+    flags: list[list[Problem]]
+    timestamp: str
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        classes = [str(c) for c in self.model.classes]
+        model = self.model
+        return [
+            {
+                "prediction_id": prediction_id,
+                "confidence": confidence,
+                "probabilities": dict(zip(classes, probs, strict=True)),
+                "model_name": model.name,
+                "model_version": model.version,
+                "model_semver": model.semver,
+                "variant": self.variant,
+                "prediction": predicted,
+                "timestamp": self.timestamp,
+                "warnings": [p.as_dict() for p in row_flags],
+            }
+            for prediction_id, confidence, probs, predicted, row_flags in zip(
+                self.ids, self.confidence.tolist(), self.probabilities.tolist(), self.predicted, self.flags, strict=True
+            )
+        ]
+
+    def as_table(self) -> pa.Table:
+        rows = len(self.ids)
+        probabilities = pa.StructArray.from_arrays(
+            [pa.array(self.probabilities[:, i]) for i in range(len(self.model.classes))],
+            names=[str(c) for c in self.model.classes],
+        )
+        warning = pa.struct([("field", pa.string()), ("reason", pa.string())])
+        return pa.table(
+            {
+                "prediction_id": pa.array(self.ids, pa.string()),
+                "prediction": pa.array(self.predicted),
+                "confidence": pa.array(self.confidence),
+                "probabilities": probabilities,
+                "model_name": pa.array([self.model.name] * rows, pa.string()),
+                "model_version": pa.array([self.model.version] * rows, pa.int64()),
+                "model_semver": pa.array([self.model.semver] * rows, pa.string()),
+                "variant": pa.array([self.variant] * rows, pa.string()),
+                "timestamp": pa.array([self.timestamp] * rows, pa.string()),
+                "warnings": pa.array([[p.as_dict() for p in f] for f in self.flags], pa.list_(warning)),
+            }
+        )
+
+
 def log_records(
     model: ServedModel,
     variant: str,
-    rows: list[dict[str, Any]],
+    columns: Columns,
     probabilities: np.ndarray,
     flags: list[list[Problem]],
     paired_ids: list[str] | None = None,
     **common: Any,
-) -> tuple[list[dict[str, Any]], list[Any]]:
-    """Prediction-log rows of one variant's answers, and the predicted classes; ``common`` fills shared columns."""
-    records, predicted = [], []
-    paired = paired_ids or [None] * len(rows)
-    for row, row_flags, probs, paired_id in zip(rows, flags, probabilities, paired, strict=True):
-        best = int(np.argmax(probs))
-        features = json_features(row)
-        predicted.append(model.classes[best])
+) -> tuple[list[dict[str, Any]], Answers]:
+    """Prediction-log rows of one variant's answers, and the answers; ``common`` fills shared columns.
+
+    Each row's features are encoded once (canonical JSON, hashed for ``input_hash``) and handed to the log as
+    JSON text, so a batch of thousands costs one pass over its rows.
+    """
+    names = list(columns)
+    values = [columns[name].tolist() for name in names]
+    best = probabilities.argmax(axis=1)
+    confidence = probabilities[np.arange(len(best)), best]
+    classes = [str(c) for c in model.classes]
+    ids = [str(uuid.uuid4()) for _ in best]
+    paired = paired_ids or [None] * len(ids)
+    records = []
+    for prediction_id, row, probs, choice, score, row_flags, paired_id in zip(
+        ids,
+        zip(*values, strict=True),
+        probabilities.tolist(),
+        best.tolist(),
+        confidence.tolist(),
+        flags,
+        paired,
+        strict=True,
+    ):
+        features = canonical_json(dict(zip(names, row, strict=True)))
         records.append(
             {
-                "prediction_id": str(uuid.uuid4()),
+                "prediction_id": prediction_id,
                 "model_name": model.name,
                 "model_version": model.version,
                 "model_semver": model.semver,
                 "variant": variant,
-                "input_hash": input_hash(features),
-                "features": features,
-                "prediction": str(model.classes[best]),
-                "confidence": float(probs[best]),
-                "probabilities": {str(c): float(p) for c, p in zip(model.classes, probs, strict=True)},
-                "flags": [p.as_dict() for p in row_flags] or None,
+                "input_hash": hashlib.sha256(features).hexdigest(),
+                "features": EncodedJSON(features.decode()),
+                "prediction": classes[choice],
+                "confidence": score,
+                "probabilities": EncodedJSON(orjson.dumps(dict(zip(classes, probs, strict=True))).decode()),
+                "flags": EncodedJSON(orjson.dumps([p.as_dict() for p in row_flags]).decode()) if row_flags else None,
                 "paired_id": paired_id,
                 **common,
             }
         )
-    return records, predicted
+    timestamp = common.get("ts", utc_now()).isoformat().replace("+00:00", "Z")
+    predicted = [model.classes[choice] for choice in best.tolist()]
+    return records, Answers(model, variant, ids, predicted, confidence, probabilities, flags, timestamp)
 
 
 async def commit(records: list[dict[str, Any]]) -> None:
@@ -199,8 +307,8 @@ def fault(mode: str, exc: ChallengerFault) -> None:
 
 
 async def answer(
-    request: Request, champion: ServedModel, rows: list[dict[str, Any]], flags: list[list[Problem]], started: float
-) -> tuple[list[dict[str, Any]], BackgroundTask | None]:
+    request: Request, champion: ServedModel, columns: Columns, flags: list[list[Problem]], started: float
+) -> tuple[Answers, BackgroundTask | None]:
     """Score the rows with the assigned variant, commit them to the prediction log, then return the answers.
 
     In shadow mode the second value scores the rows with the challenger once the response has been sent.
@@ -214,40 +322,32 @@ async def answer(
     variant, model, probabilities = assign(mode, unit, salt), champion, None
     if variant == CHALLENGER:
         try:
-            probabilities = await scores(challenger_scores, challenger, rows)
+            probabilities = await scores(challenger_scores, challenger, columns)
             model = challenger
         except ChallengerFault as exc:
             fault(mode.mode, exc)
             variant = CHAMPION
     if probabilities is None:
-        probabilities = await champion_scores(champion, rows, flags)
-    now = utc_now()
+        probabilities = await champion_scores(champion, columns, flags)
     latency_ms = (time.perf_counter() - started) * 1000
-    records, predicted = log_records(
-        model, variant, rows, probabilities, flags, ts=now, latency_ms=latency_ms, key_id=key_id
+    records, answers = log_records(
+        model, variant, columns, probabilities, flags, ts=utc_now(), latency_ms=latency_ms, key_id=key_id
     )
     try:
         await commit(records)
     except Exception as exc:
         raise LogUnavailable() from exc
-    timestamp = now.isoformat().replace("+00:00", "Z")
-    keep = ("prediction_id", "confidence", "probabilities", "model_name", "model_version", "model_semver", "variant")
-    answers = [
-        {**{k: r[k] for k in keep}, "prediction": p, "timestamp": timestamp, "warnings": r["flags"] or []}
-        for r, p in zip(records, predicted, strict=True)
-    ]
-    for item in answers:
-        PREDICTIONS.labels(variant=variant, model_version=str(model.version), prediction=str(item["prediction"])).inc()
+    for prediction, count in Counter(str(p) for p in answers.predicted).items():
+        PREDICTIONS.labels(variant=variant, model_version=str(model.version), prediction=prediction).inc(count)
     shadow = None
     if mode.mode == "shadow":
-        ids = [r["prediction_id"] for r in records]
-        shadow = BackgroundTask(score_shadow, challenger, rows, flags, ids, key_id)
+        shadow = BackgroundTask(score_shadow, challenger, columns, flags, answers.ids, key_id)
     return answers, shadow
 
 
 async def score_shadow(
     challenger: ServedModel | None,
-    rows: list[dict[str, Any]],
+    columns: Columns,
     flags: list[list[Problem]],
     ids: list[str],
     key_id: str | None,
@@ -255,13 +355,13 @@ async def score_shadow(
     """After the response: the challenger's answers to the same rows, logged as shadow and never returned."""
     started = time.perf_counter()
     try:
-        probabilities = await scores(challenger_scores, challenger, rows)
+        probabilities = await scores(challenger_scores, challenger, columns)
     except ChallengerFault as exc:
         fault(SHADOW, exc)
         return
     latency_ms = (time.perf_counter() - started) * 1000
     records, _ = log_records(
-        challenger, SHADOW, rows, probabilities, flags, ids, ts=utc_now(), latency_ms=latency_ms, key_id=key_id
+        challenger, SHADOW, columns, probabilities, flags, ids, ts=utc_now(), latency_ms=latency_ms, key_id=key_id
     )
     try:
         await commit(records)
@@ -287,49 +387,78 @@ async def predict(request: Request) -> Response:
     if errors:
         return refuse(request, 422, "invalid_input", errors)
     try:
-        answers, shadow = await answer(request, model, [row], [flags], started)
+        answers, shadow = await answer(request, model, columns_of([row], model.rules), [flags], started)
     except ClientError as exc:
         return refuse(request, exc.status, exc.error, exc.problems)
     except LogUnavailable as exc:
         return log_unavailable(exc)
-    return json_response(answers[0], background=shadow)
+    return json_response(answers.as_dicts()[0], background=shadow)
+
+
+def answer_media_type(request: Request) -> str:
+    """The first batch format the Accept header names (JSON when it names none)."""
+    for item in request.headers.get("accept", "").split(","):
+        if media_type_of(item) in BATCH_MEDIA_TYPES:
+            return media_type_of(item)
+    return JSON
+
+
+def json_batch(body: bytes, rules: list[FieldRule], settings: ServiceSettings) -> tuple[Columns, list, list[Problem]]:
+    """A JSON batch ``{"rows": [...]}`` checked: (columns, flags, errors); a batch refused whole raises."""
+    document = parse_json(body)
+    raw_rows = document.get("rows") if isinstance(document, dict) else None
+    if not isinstance(document, dict) or set(document) != {"rows"} or not isinstance(raw_rows, list):
+        raise ClientError(422, "invalid_input", [Problem("rows", 'expected an object {"rows": [...]}')])
+    if not raw_rows:
+        raise ClientError(422, "invalid_input", [Problem("rows", "empty batch")])
+    if len(raw_rows) > settings.max_batch_rows:
+        reason = f"{len(raw_rows)} rows; at most {settings.max_batch_rows} per request"
+        raise ClientError(422, "batch_too_large", [Problem("rows", reason)])
+    return check_json_rows(raw_rows, rules, refuse_out_of_range=settings.out_of_range == "refuse")
+
+
+def columnar_batch(
+    body: bytes, media_type: str, rules: list[FieldRule], settings: ServiceSettings
+) -> tuple[Columns, list, list[Problem]]:
+    """An Arrow IPC stream or Parquet batch checked: (columns, flags, errors); a batch refused whole raises."""
+    try:
+        table = read_table(body, media_type)
+        return check_table(
+            table, rules, max_rows=settings.max_batch_rows, refuse_out_of_range=settings.out_of_range == "refuse"
+        )
+    except BatchError as exc:
+        raise ClientError(exc.status, exc.error, exc.problems) from exc
 
 
 async def predict_batch(request: Request) -> Response:
+    """Rows as JSON, an Arrow IPC stream or a Parquet file; answered as JSON, or as the Accept header asks."""
     started = time.perf_counter()
     model = runtime().holder.current
     if model is None:
         return not_ready()
     settings = get_settings().service
     try:
-        body = await read_json(request)
+        media_type, body = await read_body(request, BATCH_MEDIA_TYPES)
+        if media_type == JSON:
+            columns, flags, errors = await asyncio.to_thread(json_batch, body, model.rules, settings)
+        else:
+            columns, flags, errors = await asyncio.to_thread(columnar_batch, body, media_type, model.rules, settings)
     except ClientError as exc:
         return refuse(request, exc.status, exc.error, exc.problems)
-    raw_rows = body.get("rows") if isinstance(body, dict) else None
-    if not isinstance(body, dict) or set(body) != {"rows"} or not isinstance(raw_rows, list):
-        return refuse(request, 422, "invalid_input", [Problem("rows", 'expected an object {"rows": [...]}')])
-    if not raw_rows:
-        return refuse(request, 422, "invalid_input", [Problem("rows", "empty batch")])
-    if len(raw_rows) > settings.max_batch_rows:
-        reason = f"{len(raw_rows)} rows; at most {settings.max_batch_rows} per request"
-        return refuse(request, 422, "batch_too_large", [Problem("rows", reason)])
-    rows, flags, errors = [], [], []
-    for index, raw in enumerate(raw_rows):
-        row, row_errors, row_flags = check_row(
-            raw, model.rules, prefix=f"rows[{index}].", refuse_out_of_range=settings.out_of_range == "refuse"
-        )
-        rows.append(row)
-        flags.append(row_flags)
-        errors.extend(row_errors)
     if errors:
         return refuse(request, 422, "invalid_input", errors)
     try:
-        answers, shadow = await answer(request, model, rows, flags, started)
+        answers, shadow = await answer(request, model, columns, flags, started)
     except ClientError as exc:
         return refuse(request, exc.status, exc.error, exc.problems)
     except LogUnavailable as exc:
         return log_unavailable(exc)
-    return json_response({"predictions": answers}, background=shadow)
+    reply = answer_media_type(request)
+    if reply == JSON:
+        content = await asyncio.to_thread(lambda: orjson.dumps({"predictions": answers.as_dicts()}))
+    else:
+        content = await asyncio.to_thread(lambda: write_table(answers.as_table(), reply))
+    return Response(content, media_type=reply, background=shadow)
 
 
 async def predict_entity(request: Request) -> Response:
@@ -363,9 +492,9 @@ async def predict_entity(request: Request) -> Response:
     )
     if errors:
         return refuse(request, 422, "invalid_stored_features", errors)
-    answers, shadow = await answer(request, model, [row], [flags], started)
+    answers, shadow = await answer(request, model, columns_of([row], model.rules), [flags], started)
     as_of = features.as_of.isoformat().replace("+00:00", "Z") if features.as_of else None
-    return json_response({**answers[0], key: entity_id, "features_as_of": as_of}, background=shadow)
+    return json_response({**answers.as_dicts()[0], key: entity_id, "features_as_of": as_of}, background=shadow)
 
 
 async def feedback(request: Request) -> Response:
@@ -464,6 +593,10 @@ class PredictionService:
         # Everything imported and loaded so far lives as long as the worker: move it out of the collector's reach, so a
         # full collection scans only what requests allocate (tens of ms less in the latency tail).
         gc.freeze()
+        # A batch of 10,000 rows allocates hundreds of thousands of objects, nearly none in reference cycles; at the
+        # default threshold (700) the collector ran hundreds of times per batch over every row still alive and cost
+        # more than the batch's own work (measured: 0.5 s of 0.6 s building its log rows).
+        gc.set_threshold(GC_ALLOCATIONS, *gc.get_threshold()[1:])
 
     def __is_ready__(self) -> bool:
         return self.runtime.holder.current is not None

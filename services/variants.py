@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 
 from mlops_core.prediction_log import VARIANT_CHALLENGER, VARIANT_CHAMPION, VARIANT_SHADOW
 from mlops_core.registry import ServingMode
+from services.inputs import Columns, column_array, row_count
 from services.models import ServedModel
 
 CHAMPION, CHALLENGER, SHADOW = VARIANT_CHAMPION, VARIANT_CHALLENGER, VARIANT_SHADOW
@@ -54,17 +54,19 @@ def assign(mode: ServingMode, unit: str | None, salt: str, draw: Callable[[], fl
     return CHALLENGER if at < mode.challenger_share else CHAMPION
 
 
-def challenger_scores(model: ServedModel | None, rows: list[dict[str, Any]]) -> np.ndarray:
-    """The challenger's probabilities for rows checked against the champion's inputs; raises ChallengerFault."""
+def challenger_scores(model: ServedModel | None, columns: Columns) -> np.ndarray:
+    """The challenger's probabilities for columns checked against the champion's inputs; raises ChallengerFault."""
     if model is None:
         raise ChallengerFault("missing", "no challenger loaded")
-    lacking = sorted({r.name for r in model.rules if r.required} - set(rows[0]))
+    lacking = sorted({r.name for r in model.rules if r.required} - set(columns))
     if lacking:
         raise ChallengerFault("schema", f"needs fields the champion's inputs lack: {lacking}")
+    rows = row_count(columns)
+    absent = {r.name: column_array([None] * rows, r.kind) for r in model.rules if r.name not in columns}
     try:
-        probabilities = model.predict_proba(rows)
+        probabilities = model.predict_columns({**columns, **absent})
     except Exception as exc:
         raise ChallengerFault("error", f"{type(exc).__name__}: {exc}") from exc
-    if probabilities.shape != (len(rows), len(model.classes)) or not np.isfinite(probabilities).all():
+    if probabilities.shape != (rows, len(model.classes)) or not np.isfinite(probabilities).all():
         raise ChallengerFault("error", "non-finite or misshapen probabilities")
     return probabilities

@@ -13,12 +13,14 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+import pyarrow as pa
 import pytest
 
 from mlops_core import registry
 from mlops_core.api_keys import ADMIN, KeyStore
 from mlops_core.prediction_log import read_predictions
 from mlops_core.security_log import read_security_events
+from services.columnar import ARROW_STREAM, PARQUET, read_table, write_table
 from tests.service.conftest import Server, registry_settings, service_environment, start_service, stop_group, wait_until
 from tests.service.training import register_model
 
@@ -145,6 +147,66 @@ def test_every_bad_input_is_a_4xx_naming_field_and_reason(api, feature_rows):
     assert wrong_method.status_code == 405 and wrong_method.json()["detail"]
     unknown = api.post("/predictt", json=row)
     assert unknown.status_code == 404 and "/predictt" in unknown.json()["detail"][0]["reason"]
+
+
+def columnar_body(rows: list[dict], media_type: str) -> bytes:
+    return write_table(pa.Table.from_pylist(rows), media_type)
+
+
+@pytest.mark.parametrize("media_type", [ARROW_STREAM, PARQUET])
+def test_arrow_and_parquet_batches_are_answered_in_their_format_and_logged(api, world, feature_rows, media_type):
+    rows = feature_rows[30:35]
+    as_json = api.post("/predict_batch", json={"rows": rows}).json()["predictions"]
+    headers = {"content-type": media_type, "accept": media_type}
+    response = api.post("/predict_batch", content=columnar_body(rows, media_type), headers=headers)
+    assert response.status_code == 200 and response.headers["content-type"] == media_type, response.text
+    answers = read_table(response.content, media_type).to_pylist()
+    assert [a["probabilities"] for a in answers] == [a["probabilities"] for a in as_json]
+    assert [a["prediction"] for a in answers] == [a["prediction"] for a in as_json]
+    assert {a["model_version"] for a in answers} == {world["versions"][0]} and answers[0]["warnings"] == []
+    logged = read_predictions(world["settings"].prediction_log_url).set_index("prediction_id")
+    assert {a["prediction_id"] for a in answers} <= set(logged.index)  # committed before the answer
+    first = logged.loc[answers[0]["prediction_id"]]
+    assert first.features == {k: (float(v) if isinstance(v, int) else v) for k, v in rows[0].items()}
+    plain = api.post("/predict_batch", content=columnar_body(rows, media_type), headers={"content-type": media_type})
+    assert plain.headers["content-type"] == "application/json" and len(plain.json()["predictions"]) == 5
+
+
+def test_every_malformed_columnar_batch_is_a_4xx_naming_the_column(api, feature_rows):
+    good = pa.Table.from_pylist(feature_rows[:3])
+    age = good.column_names.index("age")
+    region = good.column_names.index("region")
+    cases = [
+        (good.append_column("shoe_size", pa.array([1, 2, 3])), 422, "shoe_size", "unknown field"),
+        (good.drop_columns(["age"]), 422, "age", "missing required field"),
+        (good.set_column(age, "age", pa.array(["1", "2", "3"])), 422, "age", "expected numbers"),
+        (good.set_column(region, "region", pa.array([1, 2, 3])), 422, "region", "expected text"),
+        (good.set_column(age, "age", pa.array([40.0, None, None])), 422, "age", "must not be null: 2 rows (1, 2)"),
+        (good.set_column(age, "age", pa.array([40.0, float("inf"), 41.0])), 422, "age", "not a finite number"),
+        (good.slice(0, 0), 422, "rows", "empty batch"),
+        (pa.concat_tables([good] * 7), 422, "rows", "21 rows; at most 20"),
+    ]
+    for media_type in (ARROW_STREAM, PARQUET):
+        headers = {"content-type": media_type, "accept": media_type}
+        for table, status, field, reason in cases:
+            response = api.post("/predict_batch", content=write_table(table, media_type), headers=headers)
+            assert response.status_code == status and response.headers["content-type"] == "application/json"
+            assert any(d["field"] == field and reason in d["reason"] for d in response.json()["detail"]), (
+                media_type,
+                field,
+                response.text,
+            )
+        for corrupt in (b"", b"garbage" * 10, write_table(good, media_type)[:-30]):
+            response = api.post("/predict_batch", content=corrupt, headers=headers)
+            assert response.status_code == 400 and response.json()["detail"][0]["field"] == "body", response.text
+    other = api.post("/predict_batch", content=b"x", headers={"content-type": "application/vnd.apache.arrow.file"})
+    assert other.status_code == 415 and ARROW_STREAM in other.json()["detail"][0]["reason"]
+
+
+def test_the_openapi_document_describes_the_batch_formats(api):
+    batch = api.get("/openapi.json").json()["paths"]["/predict_batch"]["post"]
+    assert {"application/json", ARROW_STREAM, PARQUET} <= set(batch["requestBody"]["content"])
+    assert {"application/json", ARROW_STREAM, PARQUET} <= set(batch["responses"]["200"]["content"])
 
 
 def test_values_far_outside_the_training_range_are_flagged(api, feature_rows):

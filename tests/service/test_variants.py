@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mlops_core.registry import ServingMode
-from services.inputs import FieldRule
+from services.inputs import FieldRule, columns_of, frame_of_columns
 from services.variants import CHALLENGER, CHAMPION, ChallengerFault, assign, assignment_unit, challenger_scores
 
 
@@ -40,8 +40,8 @@ class _Model:
     def __init__(self, rules, answer):
         self.rules, self.classes, self._answer = rules, [0, 1], answer
 
-    def predict_proba(self, rows):
-        return self._answer(rows)
+    def predict_columns(self, columns):
+        return self._answer(frame_of_columns(columns, self.rules))
 
 
 RULES = [FieldRule("age", "number", True), FieldRule("region", "string", False)]
@@ -58,10 +58,10 @@ RULES = [FieldRule("age", "number", True), FieldRule("region", "string", False)]
 )
 def test_a_challenger_fault_is_named(model, reason):
     with pytest.raises(ChallengerFault) as caught:
-        challenger_scores(model, [{"age": 40.0, "region": "north"}])
+        challenger_scores(model, columns_of([{"age": 40.0, "region": "north"}], RULES))
     assert caught.value.reason == reason
 
 
 def test_a_working_challenger_scores_rows_with_fewer_inputs():
     model = _Model(RULES[:1], lambda r: np.tile([0.2, 0.8], (len(r), 1)))
-    assert challenger_scores(model, [{"age": 40.0, "region": "north"}]).shape == (1, 2)
+    assert challenger_scores(model, columns_of([{"age": 40.0, "region": "north"}], RULES)).shape == (1, 2)
