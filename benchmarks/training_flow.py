@@ -43,13 +43,15 @@ import gc  # noqa: E402
 import re  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-from contextlib import ExitStack  # noqa: E402
+from contextlib import ExitStack, suppress  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from datetime import UTC, date, datetime  # noqa: E402
 from typing import Any  # noqa: E402
 
+import psutil  # noqa: E402
 from prefect import flow, get_client  # noqa: E402
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
@@ -60,7 +62,7 @@ from mlops_core.settings import Settings, get_settings  # noqa: E402
 from stages.data.generator import write_batches  # noqa: E402
 from stages.data.loading import load_window  # noqa: E402
 from stages.data.validation import create_suite, validate  # noqa: E402
-from stages.training.candidates import fit_candidate, split_holdout  # noqa: E402
+from stages.training.candidates import fit_candidate, sample_for_fit, split_holdout  # noqa: E402
 from stages.training.metrics import holdout_metrics  # noqa: E402
 
 COMMITTED_GX = PROJECT_ROOT / "great_expectations"
@@ -73,12 +75,15 @@ ENV_KEYS = (
     "MLOPS_VALIDATION__CONTEXT_DIR",
     "MLOPS_VALIDATION__SUITE",
     "MLOPS_TRAINING__CANDIDATES",
+    "MLOPS_TRAINING__FIT_SAMPLE_ROWS",
 )
 
 # Flow task names (as declared in tasks/) -> column labels. Tasks not listed get their own column too.
 FLOW_STEPS = {
     "load-training-window": "load",
     "validate-with-great-expectations": "GX gate",
+    "build-training-set": "feature store: training set",
+    "materialise-online-features": "feature store: online write (beside the fits)",
     "split-holdout": "split",
     "train": "train (parallel span)",
     "holdout_metrics-candidates": "holdout_metrics",
@@ -111,7 +116,7 @@ class BareResult:
     load_s: float
     split_s: float
     fit_s: dict[str, float]
-    evaluate_s: float
+    evaluate_s: float | None
     total_s: float
     total_cpu_s: float
     threaded_fit_eval_s: float | None
@@ -126,11 +131,13 @@ class FlowResult:
     cpu_s: float
     server_run_s: float | None
     steps: dict[str, float]
+    step_rss_gb: dict[str, float]
     train_tasks: dict[str, float]
     orchestration_s: float | None
     completed: bool
     version: str
     best: str
+    peak_rss_gb: float
 
 
 @dataclass
@@ -179,12 +186,64 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="gate each size with a suite built from its own generated data (as `mlops gx init-suite` does) "
         "instead of the committed suite",
     )
+    parser.add_argument(
+        "--fit-sample-rows",
+        type=int,
+        default=None,
+        help="candidates fit on a random sample of at most this many training rows, in the flow "
+        "(MLOPS_TRAINING__FIT_SAMPLE_ROWS) and in the bare fit alike; default: all rows",
+    )
+    parser.add_argument(
+        "--no-serial-baseline",
+        action="store_true",
+        help="skip the one-after-another bare fit (the threaded one stays): halves the baseline's time at 10M rows",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary data and state directories")
     return parser.parse_args(argv)
 
 
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # ru_maxrss is KiB on Linux
+
+
+class PeakRss:
+    """Resident memory of this process and its children (the Prefect server's aside), sampled every 0.2 s: the
+    peak, and the samples with their time so each flow step's peak can be read off."""
+
+    def __init__(self, exclude: set[int]) -> None:
+        self.exclude = exclude
+        self.peak = 0
+        self.samples: list[tuple[datetime, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for process in [me, *me.children(recursive=True)]:
+                if process.pid in self.exclude:
+                    continue
+                with suppress(psutil.Error):
+                    total += process.memory_info().rss
+            self.peak = max(self.peak, total)
+            self.samples.append((datetime.now(UTC), total))
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def gb(self) -> float:
+        return self.peak / 1024**3
+
+    def peak_gb_between(self, start: datetime, end: datetime) -> float:
+        return max((rss for at, rss in self.samples if start <= at <= end), default=0) / 1024**3
 
 
 def configure(root: Path, data_dir: Path) -> Settings:
@@ -200,7 +259,7 @@ def configure(root: Path, data_dir: Path) -> Settings:
     return get_settings()
 
 
-def run_bare(settings: Settings, *, threaded: bool) -> tuple[BareResult, Any]:
+def run_bare(settings: Settings, *, threaded: bool, serial: bool = True) -> tuple[BareResult, Any]:
     """The notebook path: load, split, fit each candidate in turn, score each on the holdout."""
     started, started_cpu = now(), cpu()
     data = load_window(
@@ -219,11 +278,12 @@ def run_bare(settings: Settings, *, threaded: bool) -> tuple[BareResult, Any]:
         timestamp=settings.data.timestamp,
         seed=settings.training.random_seed,
     )
+    split = sample_for_fit(split, settings.training.fit_sample_rows, settings.training.random_seed)
     split_done = now()
     seed = settings.training.random_seed
     fitted = []
     fit_s: dict[str, float] = {}
-    for name in settings.training.candidates:
+    for name in settings.training.candidates if serial else []:
         t = now()
         fitted.append(fit_candidate(name, split, seed))
         fit_s[name] = now() - t
@@ -239,16 +299,19 @@ def run_bare(settings: Settings, *, threaded: bool) -> tuple[BareResult, Any]:
         t = now()
         with ThreadPoolExecutor(max_workers=settings.training.max_parallel_candidates) as pool:
             pooled = list(pool.map(lambda name: fit_candidate(name, split, seed), settings.training.candidates))
-        for c in pooled:
-            holdout_metrics(c.pipeline, split.x_holdout, split.y_holdout)
+        pooled_metrics = {
+            c.name: holdout_metrics(c.pipeline, split.x_holdout, split.y_holdout)["roc_auc"] for c in pooled
+        }
         threaded_s = now() - t
         del pooled
+        if not serial:  # the threaded fit is the only baseline: it stands for the bare fit too
+            metrics, finished = pooled_metrics, fits_done + threaded_s
 
     result = BareResult(
         load_s=loaded - started,
         split_s=split_done - loaded,
         fit_s=fit_s,
-        evaluate_s=finished - fits_done,
+        evaluate_s=finished - fits_done if serial else None,
         total_s=finished - started,
         total_cpu_s=finished_cpu - started_cpu,
         threaded_fit_eval_s=threaded_s,
@@ -267,7 +330,9 @@ def _step_of(task_run_name: str) -> str:
     return re.sub(r"-[0-9a-f]{3}$", "", task_run_name)  # a task this script has no label for
 
 
-def flow_breakdown(flow_run_id: Any, wall_s: float) -> tuple[dict, dict, float | None, float | None]:
+def flow_breakdown(
+    flow_run_id: Any, wall_s: float, rss: PeakRss
+) -> tuple[dict, dict, dict, float | None, float | None]:
     """Per-step seconds from the task runs the server recorded.
 
     The server records task runs from events, a moment after the flow returns: poll until every run has
@@ -285,12 +350,14 @@ def flow_breakdown(flow_run_id: Any, wall_s: float) -> tuple[dict, dict, float |
             time.sleep(1.0)
         flow_run = client.read_flow_run(flow_run_id)
     steps: dict[str, float] = {}
+    step_rss: dict[str, float] = {}
     train: dict[str, float] = {}
     train_start = train_end = None
     ended = [r for r in runs if r.start_time and r.end_time]
     for run in sorted(ended, key=lambda r: r.start_time):
         seconds = (run.end_time - run.start_time).total_seconds()
         step = _step_of(run.name)
+        step_rss[step] = max(step_rss.get(step, 0.0), rss.peak_gb_between(run.start_time, run.end_time))
         if step == "train":
             train[run.name.removeprefix("train-")] = seconds
             train_start = run.start_time if train_start is None else min(train_start, run.start_time)
@@ -302,8 +369,10 @@ def flow_breakdown(flow_run_id: Any, wall_s: float) -> tuple[dict, dict, float |
         steps["train"] = (train_end - train_start).total_seconds()
     server_run_s = flow_run.total_run_time.total_seconds() if flow_run.total_run_time else None
     # Tasks called directly run one after another in the flow; the train tasks overlap, so count their span.
-    orchestration = wall_s - sum(steps.values()) if ended and len(ended) == len(runs) else None
-    return steps, train, orchestration, server_run_s
+    # The online-store write runs beside the fits: it is not on the flow's sequential path.
+    sequential = sum(v for k, v in steps.items() if k != "materialise-online-features")
+    orchestration = wall_s - sequential if ended and len(ended) == len(runs) else None
+    return steps, step_rss, train, orchestration, server_run_s
 
 
 def describe_result(result: Any) -> tuple[str, str]:
@@ -316,12 +385,13 @@ def describe_result(result: Any) -> tuple[str, str]:
     return text, registered.tags.get("candidate", "?")
 
 
-def run_flow() -> FlowResult:
+def run_flow(server_pids: set[int]) -> FlowResult:
     started, started_cpu = now(), cpu()
-    state = training_flow(return_state=True)
+    with PeakRss(exclude=server_pids) as rss:
+        state = training_flow(return_state=True)
     wall, cpu_s = now() - started, cpu() - started_cpu
     completed = state.is_completed()
-    steps, train, orchestration, server_run_s = flow_breakdown(state.state_details.flow_run_id, wall)
+    steps, step_rss, train, orchestration, server_run_s = flow_breakdown(state.state_details.flow_run_id, wall, rss)
     if completed:
         registered, best = describe_result(state.result())
     else:
@@ -332,15 +402,17 @@ def run_flow() -> FlowResult:
         cpu_s=cpu_s,
         server_run_s=server_run_s,
         steps=steps,
+        step_rss_gb=step_rss,
         train_tasks=train,
         orchestration_s=orchestration,
         completed=completed,
         version=registered,
         best=best,
+        peak_rss_gb=rss.gb,
     )
 
 
-def bench_size(rows: int, args: argparse.Namespace, log) -> SizeResult:
+def bench_size(rows: int, args: argparse.Namespace, log, server_pids: set[int]) -> SizeResult:
     root = Path(tempfile.mkdtemp(prefix=f"bench-training-{rows}-"))
     prior_suite = os.environ.get("MLOPS_VALIDATION__SUITE")
     load_before = os.getloadavg()[0]
@@ -352,6 +424,8 @@ def bench_size(rows: int, args: argparse.Namespace, log) -> SizeResult:
         generate_s = now() - t
         log(f"[{rows:,} rows] generated in {generate_s:.2f} s ({rows / generate_s:,.0f} rows/s)")
 
+        if args.fit_sample_rows:
+            os.environ["MLOPS_TRAINING__FIT_SAMPLE_ROWS"] = str(args.fit_sample_rows)
         settings = configure(root, data_dir)
         suite_create_s = None
         if args.suite_from_data:
@@ -379,7 +453,7 @@ def bench_size(rows: int, args: argparse.Namespace, log) -> SizeResult:
         store_times: list[float] = []
         for round_ in range(1, repeats + 1):
             tag = f"[{rows:,} rows, round {round_}/{repeats}]"
-            bare, data = run_bare(settings, threaded=not args.no_threaded_baseline)
+            bare, data = run_bare(settings, threaded=not args.no_threaded_baseline, serial=not args.no_serial_baseline)
             bares.append(bare)
             log(
                 f"{tag} bare fit {bare.total_s:.2f} s, CPU {bare.total_cpu_s:.2f} s "
@@ -411,7 +485,7 @@ def bench_size(rows: int, args: argparse.Namespace, log) -> SizeResult:
             store_times.append(now() - t)
             log(f"{tag} MLflow store created in {store_times[-1]:.2f} s; running training_flow()")
 
-            flows.append(run_flow())
+            flows.append(run_flow(server_pids))
             log(
                 f"{tag} flow {flows[-1].wall_s:.2f} s, CPU {flows[-1].cpu_s:.2f} s, {flows[-1].version}; "
                 f"steps {', '.join(f'{k} {v:.2f}' for k, v in flows[-1].steps.items())}"
@@ -506,9 +580,10 @@ def render(results: list[SizeResult], env: dict[str, str], setup: dict[str, str]
         "Machine: " + ", ".join(f"{k} {v}" for k, v in env.items()) + "  ",
         "Excluded from the timings: " + ", ".join(f"{k} {v}" for k, v in setup.items()),
         "",
-        "| rows | bare fit s | flow s | ratio flow/bare | GX gate s | bare fit, threaded s | ratio flow/threaded "
-        "| bare CPU s | flow CPU s | generate s | generate rows/s | rounds |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| rows | fit rows | bare fit, threaded s | flow s | overhead s (flow - threaded) | flow peak RSS GB "
+        "| load avg before / after | bare fit s | ratio flow/bare | GX gate s | bare CPU s | flow CPU s "
+        "| generate s | rounds |",
+        "|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         threaded_total = (
@@ -520,12 +595,13 @@ def render(results: list[SizeResult], env: dict[str, str], setup: dict[str, str]
         flow_s = fmt(r.flow.wall_s) + ("" if ok else " (FAILED)")
         gx_s = fmt(r.gx_s) + ("" if r.gx_success else " (failed)")
         ratio = fmt(r.flow.wall_s / r.bare.total_s) if ok else "n/a"
-        ratio_threaded = fmt(r.flow.wall_s / threaded_total) if ok and threaded_total else "n/a"
+        overhead = fmt(r.flow.wall_s - threaded_total) if ok and threaded_total else "n/a"
         lines.append(
-            f"| {r.rows:,} | {fmt(r.bare.total_s)} | {flow_s} | {ratio} "
-            f"| {gx_s} | {fmt(threaded_total)} | {ratio_threaded} "
+            f"| {r.rows:,} | {r.bare.train_rows:,} | {fmt(threaded_total)} | {flow_s} | {overhead} "
+            f"| {r.flow.peak_rss_gb:.2f} | {r.load_before:.1f} / {r.load_after:.1f} "
+            f"| {fmt(r.bare.total_s)} | {ratio} | {gx_s} "
             f"| {fmt(r.bare.total_cpu_s)} | {fmt(r.flow.cpu_s)} "
-            f"| {fmt(r.generate_s)} | {r.rows / r.generate_s:,.0f} | {r.repeats} |"
+            f"| {fmt(r.generate_s)} | {r.repeats} |"
         )
     lines += [
         "",
@@ -533,7 +609,12 @@ def render(results: list[SizeResult], env: dict[str, str], setup: dict[str, str]
         "  fastest flow run. Each flow run starts from an empty state dir (first version, no champion).",
         "- *bare fit*: `load_window` + `split_holdout` + `fit_candidate` for "
         f"{', '.join(candidates)} one after another + `holdout_metrics` each, in-process.",
-        "- *bare fit, threaded*: same load and split, the fits on a thread pool as wide as the flow's task runner.",
+        "- *bare fit, threaded*: same load and split, the fits on a thread pool as wide as the flow's task runner;",
+        "  *overhead* is the flow's wall time minus this, the target of issue 19 (at most 15 s at 1M rows).",
+        "- *fit rows*: training rows the candidates fit on, in the flow and the bare fits alike (all of them unless",
+        "  `--fit-sample-rows`); loading, the gate, the feature store and the holdout use every row.",
+        "- *flow peak RSS*: this process and its children (the Prefect server's processes aside), sampled every",
+        "  0.2 s during the flow run.",
         "- *flow*: `training_flow()` wall time (Prefect server already up, MLflow store already created).",
         "- *GX gate*: `stages.data.validation.validate` alone on the loaded frame (checkpoint incl. Data Docs).",
         "- *CPU s*: this process's CPU time (all threads) over the same span; wall time well above CPU time on",
@@ -553,6 +634,17 @@ def render(results: list[SizeResult], env: dict[str, str], setup: dict[str, str]
             + " | ".join(cells)
             + f" | {fmt(r.flow.orchestration_s)} | {fmt(r.flow.wall_s)} | {fmt(r.flow.server_run_s)} |"
         )
+    lines += [
+        "",
+        "Peak RSS during each task (GB; this process and its children, sampled every 0.2 s; tasks that overlap",
+        "share their samples):",
+        "",
+        "| rows | " + " | ".join(FLOW_STEPS.get(k, k) for k in steps) + " | whole flow |",
+        "|---:|" + "---:|" * (len(steps) + 1),
+    ]
+    for r in results:
+        cells = [fmt(r.flow.step_rss_gb.get(key)) for key in steps]
+        lines.append(f"| {r.rows:,} | " + " | ".join(cells) + f" | {r.flow.peak_rss_gb:.2f} |")
     lines += [
         "",
         "Columns are the flow's tasks in the order they started. *orchestration* = flow wall time minus the task",
@@ -612,6 +704,7 @@ def main(argv: list[str] | None = None) -> int:
             t = now()
             stack.enter_context(prefect_test_harness(server_startup_timeout=90))
             server_s = now() - t
+            server_pids = {p.pid for p in psutil.Process().children(recursive=True)}
             t = now()
             noop_flow()
             first_flow_s = now() - t
@@ -621,7 +714,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_warmup:
                 setup["warm-up flow run (2k rows)"] = f"{warm_up(args, log):.1f} s"
             for rows in args.rows:
-                results.append(bench_size(rows, args, log))
+                results.append(bench_size(rows, args, log, server_pids))
     finally:
         for key, value in saved_env.items():
             if value is None:

@@ -10,11 +10,14 @@ store returns such rows with empty values rather than dropping them), and answer
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # Feast takes seconds to import: only what builds the store pays for it
     from feast import Entity, FeatureView
 
+PROJECT = "loan_default"
+VIEW = "applicant_features"
 ENTITY = "applicant"
 JOIN_KEY = "applicant_id"
 EVENT_TIMESTAMP = "event_ts"
@@ -34,6 +37,11 @@ TEXT_FEATURES = ["home_ownership", "loan_purpose", "employment_type", "region", 
 FEATURES = INTEGER_FEATURES + FLOAT_FEATURES + TEXT_FEATURES
 
 
+def offline_rows(store_dir: Path, view: str) -> str:
+    """Where a view's offline rows live under the store's directory: one Parquet file per day or update."""
+    return str(store_dir / "offline" / view / "*.parquet")
+
+
 def applicant_entity() -> Entity:
     from feast import Entity, ValueType
 
@@ -41,7 +49,7 @@ def applicant_entity() -> Entity:
 
 
 def applicant_features(name: str, offline_path: str, ttl: timedelta) -> FeatureView:
-    """The applicant view over the Parquet rows under ``offline_path``; ``ttl`` of zero means no age limit."""
+    """The applicant view over the Parquet rows at ``offline_path`` (a glob); ``ttl`` of zero means no age limit."""
     from feast import FeatureView, Field, FileSource
     from feast.types import Float64, Int64, String, UnixTimestamp
 

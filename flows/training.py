@@ -1,5 +1,5 @@
 """The training flow: load -> validate (gate) -> feature store -> split -> train -> evaluate -> log -> register ->
-promote, and the newest features into the online store."""
+promote, and (beside the fits) the newest features into the online store."""
 
 from __future__ import annotations
 
@@ -60,7 +60,8 @@ def candidate_task_runner(settings: Settings) -> TaskRunner:
     """
     training = settings.training
     if training.task_runner == "threads":
-        return ThreadPoolTaskRunner(max_workers=training.max_parallel_candidates)
+        # One thread more than the candidates: the online-store write runs beside the fits, not after them.
+        return ThreadPoolTaskRunner(max_workers=training.max_parallel_candidates + 1)
     from prefect_dask import DaskTaskRunner
 
     if training.dask_address:
@@ -89,7 +90,8 @@ def training_flow(
     """Train candidates on the newest data window, register the best, and promote it if it beats the champion.
 
     Bad data stops the flow at loading or at the Great Expectations gate with nothing registered and nothing
-    written to the feature store. The model trains on a point-in-time join of the feature store, as served.
+    written to the feature store. The model trains on a point-in-time join of the feature store, as served; the
+    window's newest values go to the online store while the candidates fit (they depend on the data, not the model).
     Trainings of one registered model run one at a time (a Prefect concurrency limit); a run held back says so.
 
     Args:
@@ -117,6 +119,7 @@ def train_register_promote(settings: Settings) -> TrainingOutcome:
     data = load_training_data(settings)
     validation = validate_training_data(data, settings)
     data = build_training_set(data, settings)
+    online = materialise_online_features.submit(data, settings)
     split = split_training_data(data, settings)
     fitted = train_candidate.map(
         settings.training.candidates, split=unmapped(split), seed=settings.training.random_seed
@@ -128,5 +131,5 @@ def train_register_promote(settings: Settings) -> TrainingOutcome:
     publish_training_summary(version, evaluation, validation, data, split, settings)
     decision = gate_and_promote(settings, version.version)
     publish_model_card(version, decision, evaluation, validation, data, split, settings)
-    materialise_online_features(data, settings)
+    online.result()
     return TrainingOutcome(registered=version, promotion=decision)

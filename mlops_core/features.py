@@ -157,13 +157,20 @@ def update_journal(settings: Settings) -> UpdateJournal | SharedUpdateJournal:
 
 
 class FeatureRepository:
-    """The project's Feast store, configured from the settings (no ``feature_store.yaml`` to keep in sync)."""
+    """The project's Feast store, configured from the settings.
+
+    ``feature_repo/feature_store.yaml`` describes the same store to Feast's own CLI and UI from the environment
+    (``MLOPS_STATE_DIR``); a test keeps the two configurations alike.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.config = settings.features
         self.root = settings.feature_store_dir
-        self.offline_dir = self.root / "offline" / self.config.view
+        self.offline_rows = definitions.offline_rows(self.root, self.config.view)
+        self.offline_dir = Path(self.offline_rows).parent
+        # What the last materialisation wrote online: the stamp of each entity's row (stages.features).
+        self.materialised_path = self.root / f"{self.config.view}.materialised.parquet"
         self.journal = update_journal(settings)
 
     @cached_property
@@ -187,7 +194,7 @@ class FeatureRepository:
     @cached_property
     def view(self) -> FeatureView:
         ttl = timedelta(days=self.config.ttl_days)
-        return definitions.applicant_features(self.config.view, str(self.offline_dir), ttl)
+        return definitions.applicant_features(self.config.view, self.offline_rows, ttl)
 
     def apply(self) -> None:
         """Register the definitions (idempotent); cached entities are dropped in case a definition changed."""

@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from feature_repo import definitions
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 CandidateName = Literal["logistic_regression", "random_forest", "hist_gradient_boosting"]
@@ -75,6 +77,12 @@ class TrainingSettings(BaseModel):
         default=20_000, ge=100, description="Training rows kept with the model as the drift reference."
     )
     max_parallel_candidates: int = Field(default=3, ge=1, description="Candidates fitted at the same time.")
+    fit_sample_rows: int | None = Field(
+        default=None,
+        ge=1000,
+        description="Fit candidates on a random sample of at most this many training rows (recorded in the run's "
+        "split); unset: all rows. Loading, the gate, the feature store and the holdout always use every row.",
+    )
     task_runner: Literal["threads", "dask"] = Field(
         default="threads", description="How candidates are fanned out: a thread pool, or Dask (prefect-dask)."
     )
@@ -340,7 +348,8 @@ class ExperimentSettings(BaseModel):
 class FeatureStoreSettings(BaseModel):
     """The Feast feature store: offline rows for point-in-time training sets, online rows for serving by entity.
 
-    Embedded by default (SQLite online store, Parquet files offline, registry file in the state dir). Another
+    Embedded by default (SQLite online store, Parquet files offline joined by DuckDB, registry file in the state
+    dir). Another
     store is a settings change: ``MLOPS_FEATURES__ONLINE_STORE='{"type": "redis", "connection_string":
     "host:6379"}'``, ``MLOPS_FEATURES__OFFLINE_STORE='{"type": "bigquery", ...}'`` with Feast's own keys.
     """
@@ -349,12 +358,13 @@ class FeatureStoreSettings(BaseModel):
         default=True,
         description="Build training sets from the store when the data has an entity id and a timestamp.",
     )
-    project: str = Field(default="loan_default", description="Feast project name.")
-    view: str = Field(default="applicant_features", description="The feature view of feature_repo/ to use.")
+    project: str = Field(default=definitions.PROJECT, description="Feast project name.")
+    view: str = Field(default=definitions.VIEW, description="The feature view of feature_repo/ to use.")
     registry: str | None = Field(default=None, description="Feast registry path or URL; default in the state dir.")
     online_store: dict[str, Any] = Field(default_factory=dict, description="Feast online_store; default SQLite.")
     offline_store: dict[str, Any] = Field(
-        default_factory=lambda: {"type": "file"}, description="Feast offline_store, with Feast's own keys."
+        default_factory=lambda: {"type": "duckdb"},
+        description="Feast offline_store, with Feast's own keys; default DuckDB over the Parquet rows.",
     )
     ttl_days: int = Field(
         default=0, ge=0, description="How old a feature row may be for a point-in-time join; 0 means no limit."

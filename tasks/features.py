@@ -55,8 +55,13 @@ def materialise_online_features(data: LoadedData, settings: Settings) -> None:
     if feature_store_reason(settings):
         return
     start = data.frame[settings.data.timestamp].min().to_pydatetime()
-    materialize(FeatureRepository(settings), start)
-    get_run_logger().info("online store holds the newest features of every entity seen since %s", start)
+    done = materialize(FeatureRepository(settings), start)
+    get_run_logger().info(
+        "online store: wrote %d of %d entities seen since %s (the others were unchanged since the last run)",
+        done.written,
+        done.entities,
+        start,
+    )
 
 
 @task(name="update-entity-features", cache_policy=NO_CACHE)

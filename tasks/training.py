@@ -19,6 +19,7 @@ from stages.training.candidates import (
     CandidateRanking,
     Split,
     fit_candidate,
+    sample_for_fit,
     score_on_holdout,
     select_best,
     split_holdout,
@@ -68,6 +69,7 @@ def split_training_data(data: LoadedData, settings: Settings) -> Split:
         timestamp=settings.data.timestamp,
         seed=settings.training.random_seed,
     )
+    split = sample_for_fit(split, settings.training.fit_sample_rows, settings.training.random_seed)
     get_run_logger().info("split %s: %d train, %d holdout", split.strategy, len(split.x_train), len(split.x_holdout))
     return split
 

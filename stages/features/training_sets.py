@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from feature_repo import definitions
@@ -19,11 +20,23 @@ from mlops_core.features import (
     feature_rows,
 )
 
+# Rows per write to the online store: bounds the memory of one write and lets progress show in the logs.
+MATERIALIZE_BATCH_ROWS = 50_000
+
 
 @dataclass(frozen=True)
 class TrainingSet:
     frame: pd.DataFrame
     rows_without_features: int
+
+
+@dataclass(frozen=True)
+class Materialisation:
+    """How many entities had a newest row in the span, and how many of them were written (changed since the last
+    materialisation)."""
+
+    entities: int
+    written: int
 
 
 def write_offline(repository: FeatureRepository, frame: pd.DataFrame, timestamp: str) -> list[Path]:
@@ -52,20 +65,26 @@ def training_set(
     labels = pd.DataFrame(
         {
             definitions.JOIN_KEY: frame[entity_id].to_numpy(),
-            "event_timestamp": frame[timestamp].to_numpy(),
+            # The array keeps its time zone (to_numpy would make an object array of Timestamps: slow at scale).
+            "event_timestamp": pd.to_datetime(frame[timestamp], utc=True).array,
             target: frame[target].to_numpy(),
             "_row": range(len(frame)),
         }
     )
-    labels["event_timestamp"] = pd.to_datetime(labels["event_timestamp"], utc=True)
     try:
         joined = repository.store.get_historical_features(entity_df=labels, features=repository.references()).to_df()
     except Exception as exc:
         raise FeatureStoreError(f"the point-in-time join failed: {exc}") from exc
-    joined = joined.sort_values("_row", ignore_index=True)
-    found = joined[definitions.AS_OF].notna()
-    training = joined.loc[found, [definitions.JOIN_KEY, "event_timestamp", *definitions.FEATURES, target]]
-    training = training.rename(columns={definitions.JOIN_KEY: entity_id, "event_timestamp": timestamp})
+    # One reordering copy of the joined rows, only of the rows and columns kept (the window is large).
+    found = joined[definitions.AS_OF].notna().to_numpy()
+    kept = np.flatnonzero(found)
+    kept = kept[np.argsort(joined["_row"].to_numpy()[kept], kind="stable")]
+    columns = [definitions.JOIN_KEY, "event_timestamp", *definitions.FEATURES, target]
+    joined.drop(columns=[c for c in joined.columns if c not in columns], inplace=True)
+    training = joined.take(kept)
+    del joined
+    training.index = pd.RangeIndex(len(training))
+    training.rename(columns={definitions.JOIN_KEY: entity_id, "event_timestamp": timestamp}, inplace=True)
     for name in definitions.INTEGER_FEATURES:
         if training[name].notna().all():
             training[name] = training[name].astype("int64")
@@ -73,18 +92,74 @@ def training_set(
         training[name] = training[name].astype(object).where(training[name].notna(), None)
     ordered = [c for c in frame.columns if c in training.columns]
     # The file offline store drops some such rows and returns others with empty values: count against the input.
-    return TrainingSet(training[ordered].reset_index(drop=True), len(frame) - int(found.sum()))
+    return TrainingSet(training[ordered], len(frame) - int(found.sum()))
 
 
-def materialize(repository: FeatureRepository, start: datetime, end: datetime | None = None) -> None:
-    """Load the newest row per entity stamped in [start, end] into the online store (end: now).
+def materialize(repository: FeatureRepository, start: datetime, end: datetime | None = None) -> Materialisation:
+    """Load the newest row per entity stamped in [start, end] into the online store (end: now), writing only the
+    entities whose newest row changed since the last materialisation, ``MATERIALIZE_BATCH_ROWS`` at a time.
 
     Ending at now, not at the window's end, keeps updates made after the window: the online store overwrites
-    without comparing timestamps, so the newest offline row must be the one written.
+    without comparing timestamps, so the newest offline row must be the one written. The newest rows come from
+    the configured offline store (DuckDB by default, a warehouse by settings); what was last written per entity
+    is kept beside the store (``<view>.materialised.parquet``): an entity whose newest stamp is the one written then is
+    skipped. Losing that file only costs one full rewrite.
     """
     end = end or datetime.now(UTC)
+    view = repository.view
     try:
-        repository.store.materialize(start_date=start, end_date=end, feature_views=[repository.config.view])
+        newest = newest_rows(repository, start, end)
+        changed = changed_since_last(newest, repository.materialised_path)
+        for first in range(0, len(changed), MATERIALIZE_BATCH_ROWS):
+            batch = changed.iloc[first : first + MATERIALIZE_BATCH_ROWS]
+            repository.store.write_to_online_store(view.name, df=batch)
     except Exception as exc:
-        raise FeatureStoreError(f"materialising {repository.config.view} failed: {exc}") from exc
-    repository.journal.append([ALL_ENTITIES])
+        raise FeatureStoreError(f"materialising {view.name} failed: {type(exc).__name__}: {exc}") from exc
+    if len(changed):
+        repository.journal.append([ALL_ENTITIES])
+        remember_materialised(newest, repository.materialised_path)
+    return Materialisation(entities=len(newest), written=len(changed))
+
+
+def newest_rows(repository: FeatureRepository, start: datetime, end: datetime) -> pd.DataFrame:
+    """Each entity's newest offline row stamped in [start, end], pulled by the configured offline store."""
+    from feast.infra.offline_stores.offline_utils import get_offline_store_from_config
+
+    config = repository.store.config
+    view = repository.view
+    job = get_offline_store_from_config(config.offline_store).pull_latest_from_table_or_query(
+        config=config,
+        data_source=view.batch_source,
+        join_key_columns=[definitions.JOIN_KEY],
+        feature_name_columns=[*definitions.FEATURES, definitions.AS_OF],
+        timestamp_field=definitions.EVENT_TIMESTAMP,
+        created_timestamp_column=None,
+        start_date=start,
+        end_date=end,
+    )
+    rows = job.to_df()
+    rows[definitions.EVENT_TIMESTAMP] = pd.to_datetime(rows[definitions.EVENT_TIMESTAMP], utc=True)
+    rows[definitions.AS_OF] = rows[definitions.EVENT_TIMESTAMP]
+    return rows.sort_values(definitions.JOIN_KEY, ignore_index=True)
+
+
+def changed_since_last(newest: pd.DataFrame, materialised_path: Path) -> pd.DataFrame:
+    """The rows of ``newest`` whose entity was never written or was written with another stamp."""
+    if not materialised_path.exists():
+        return newest
+    written = pd.read_parquet(materialised_path)
+    merged = newest[[definitions.JOIN_KEY, definitions.EVENT_TIMESTAMP]].merge(
+        written, on=definitions.JOIN_KEY, how="left", suffixes=("", "_written")
+    )
+    return newest[(merged[definitions.EVENT_TIMESTAMP] != merged[f"{definitions.EVENT_TIMESTAMP}_written"]).to_numpy()]
+
+
+def remember_materialised(newest: pd.DataFrame, materialised_path: Path) -> None:
+    """Record the stamp written per entity, keeping entities outside this window as they were."""
+    stamps = newest[[definitions.JOIN_KEY, definitions.EVENT_TIMESTAMP]]
+    if materialised_path.exists():
+        earlier = pd.read_parquet(materialised_path)
+        stamps = pd.concat([earlier[~earlier[definitions.JOIN_KEY].isin(stamps[definitions.JOIN_KEY])], stamps])
+    tmp = materialised_path.with_name(f".{materialised_path.name}.tmp")
+    stamps.to_parquet(tmp, index=False)
+    tmp.replace(materialised_path)

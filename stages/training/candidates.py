@@ -97,6 +97,22 @@ def split_holdout(
     )
 
 
+def sample_for_fit(split: Split, max_rows: int | None, seed: int) -> Split:
+    """The split with its training rows reduced to a random ``max_rows`` (kept in time order), the holdout whole.
+
+    For windows whose full fit would not fit in time or memory; the strategy names the sample so the run records it.
+    """
+    if max_rows is None or len(split.x_train) <= max_rows:
+        return split
+    rows = np.sort(np.random.default_rng(seed).choice(len(split.x_train), size=max_rows, replace=False))
+    return replace(
+        split,
+        x_train=split.x_train.iloc[rows],
+        y_train=split.y_train.iloc[rows],
+        strategy=f"{split.strategy}; fit on a random {max_rows:,} of {len(split.x_train):,} training rows",
+    )
+
+
 def _preprocessor(numeric: list[str], categorical: list[str], *, scale: bool) -> ColumnTransformer:
     numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median", add_indicator=True))]
     if scale:

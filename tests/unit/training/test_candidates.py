@@ -5,7 +5,14 @@ import pytest
 
 from stages.data.generator import write_batches
 from stages.data.loading import load_window
-from stages.training.candidates import Candidate, TrainingDataError, fit_candidate, select_best, split_holdout
+from stages.training.candidates import (
+    Candidate,
+    TrainingDataError,
+    fit_candidate,
+    sample_for_fit,
+    select_best,
+    split_holdout,
+)
 from stages.training.metrics import expected_calibration_error, holdout_metrics
 
 
@@ -88,3 +95,18 @@ def test_calibration_error_is_zero_for_perfect_calibration_and_large_for_overcon
     y = (rng.random(200_000) < p).astype(int)
     assert expected_calibration_error(y, p) < 0.01
     assert expected_calibration_error(y, np.where(p > 0.5, 0.99, 0.01)) > 0.2
+
+
+@pytest.mark.parametrize(
+    ("max_rows", "expected_rows", "sampled"),
+    [(None, 4_000, False), (10_000, 4_000, False), (4_000, 4_000, False), (1_500, 1_500, True)],
+)
+def test_fits_subsample_only_the_training_rows_and_say_so(loaded, max_rows, expected_rows, sampled):
+    split = _split(loaded)
+    fitted = sample_for_fit(split, max_rows, seed=0)
+    assert len(fitted.x_train) == len(fitted.y_train) == expected_rows
+    assert fitted.x_holdout is split.x_holdout  # the holdout stays whole
+    assert fitted.x_train.index.is_monotonic_increasing and fitted.x_train.index.equals(fitted.y_train.index)
+    assert fitted.x_train.index.isin(split.x_train.index).all()
+    assert ("fit on a random 1,500 of 4,000 training rows" in fitted.strategy) is sampled
+    assert sample_for_fit(split, max_rows, seed=0).x_train.index.equals(fitted.x_train.index)  # reproducible
