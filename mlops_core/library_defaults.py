@@ -13,8 +13,12 @@ _DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "GX_ANALYTICS_ENABLED": "false",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-    # The default 20 s is tight on 2 cores when the temporary server creates a new database.
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    # Prefect's 20 s default for its temporary server is too short on a busy 2-core machine.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    # Leases of concurrency slots (one training per model) kept on disk under PREFECT_HOME, not in the server's
+    # memory: a server that restarts, or a temporary server that ends with its process, then still knows them,
+    # and the slot of a training that died is freed when its lease expires instead of staying taken forever.
+    "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect.server.concurrency.lease_storage.filesystem",
 }
 
 

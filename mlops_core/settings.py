@@ -252,12 +252,6 @@ class StackSettings(BaseModel):
     mlflow_port: int = Field(default=5000, ge=1, le=65535, description="MLflow tracking server and UI.")
     work_pool: str = Field(default="mlops-local", description="The process work pool of prefect.yaml.")
     start_timeout_seconds: float = Field(default=120.0, gt=0, description="Per server, until it is healthy.")
-    ephemeral_start_timeout_seconds: int = Field(
-        default=180,
-        gt=0,
-        description="How long a command without the local stack waits for Prefect's temporary server to start "
-        "(Prefect's own default, 20 s, is too short on a busy 2-core machine).",
-    )
     stop_timeout_seconds: float = Field(default=10.0, gt=0, description="Per signal, before the next one.")
     # Beyond one machine, by settings only: e.g. postgresql+psycopg://... and s3://bucket/path.
     mlflow_backend_uri: str | None = Field(default=None, description="Default: SQLite in the state dir.")

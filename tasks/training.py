@@ -29,6 +29,12 @@ TRAINING_SLOT_PREFIX = "training:"  # one global concurrency limit per registere
 HELD_BACK_NOTICE_SECONDS = 2.0
 
 
+# The limit must exist (created above); a training rides out a Prefect server restart instead of stopping when
+# its lease cannot be renewed for a moment (the lease outlives the restart on the server's disk, see
+# mlops_core/library_defaults.py); the slot of a training that died is freed when its lease expires.
+TRAINING_SLOT_LEASE = {"strict": True, "raise_on_lease_renewal_failure": False, "lease_duration": 300}
+
+
 @contextmanager
 def one_training_at_a_time(settings: Settings) -> Iterator[None]:
     """Hold the model's training slot (a Prefect global concurrency limit, created with 1 slot when missing and
@@ -42,7 +48,7 @@ def one_training_at_a_time(settings: Settings) -> Iterator[None]:
             client.upsert_global_concurrency_limit_by_name(name, limit=1)
     acquired = False
     try:
-        with concurrency(name, timeout_seconds=HELD_BACK_NOTICE_SECONDS, strict=True):
+        with concurrency(name, timeout_seconds=HELD_BACK_NOTICE_SECONDS, **TRAINING_SLOT_LEASE):
             acquired = True
             yield
         return
@@ -54,7 +60,7 @@ def one_training_at_a_time(settings: Settings) -> Iterator[None]:
             settings.mlflow.registered_model,
             name,
         )
-    with concurrency(name, strict=True):
+    with concurrency(name, **TRAINING_SLOT_LEASE):
         get_run_logger().info("concurrency limit %r acquired; training starts", name)
         yield
 

@@ -103,8 +103,8 @@ def _local_state(
     debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")] = False,
 ) -> None:
     """Use the local stack when it is up (its Prefect API and MLflow server), else the embedded defaults:
-    Prefect's temporary server with its database under the state directory and a start-up timeout that
-    holds on a busy machine. What the environment sets already is kept."""
+    Prefect's temporary server with its database under the state directory (its start-up timeout is in
+    mlops_core/library_defaults.py). What the environment sets already is kept."""
     app.debug = debug
     settings = get_settings()
     stack_environment = Stack(settings).client_environment()
@@ -113,9 +113,6 @@ def _local_state(
     if stack_environment:
         get_settings.cache_clear()
     os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home))
-    os.environ.setdefault(
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(settings.stack.ephemeral_start_timeout_seconds)
-    )
 
 
 def _prefect_home() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -167,7 +168,9 @@ def test_training_deployment_runs_on_a_process_worker(
     assert versions[0].tags[registry.TAG_GX_SUCCESS] == "true"
 
     with temporary_settings({PREFECT_API_URL: api_url}), webhook_receiver() as (webhook, received):
-        _second_model_drifts_and_is_retrained_by_the_trigger(settings, monkeypatch, webhook, received, processes)
+        _second_model_drifts_and_is_retrained_by_the_trigger(
+            settings, monkeypatch, webhook, received, processes, api_url
+        )
 
 
 def _wait_final(client, run_id, processes: _Processes):
@@ -180,14 +183,33 @@ def _wait_final(client, run_id, processes: _Processes):
     return run
 
 
+def _monitoring_check(model: Settings, api_url: str):
+    """One monitoring check in a process of its own against this server, as the worker runs it: this test's
+    process has the session's temporary Prefect server in its global settings, which the background events
+    worker would use to look up the run its events relate to."""
+    from stages.monitoring.history import CheckHistory
+
+    done = subprocess.run(
+        [sys.executable, "-c", "from flows.monitoring import monitoring_flow; monitoring_flow(min_rows=300)"],
+        env={**os.environ, "PREFECT_API_URL": api_url}, cwd=PROJECT_ROOT, capture_output=True, text=True,
+        timeout=FLOW_RUN_TIMEOUT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return CheckHistory(model.monitoring_state_url).last(model.mlflow.registered_model)
+
+
 def _second_model_drifts_and_is_retrained_by_the_trigger(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch, webhook: str, received: list, processes: _Processes
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    webhook: str,
+    received: list,
+    processes: _Processes,
+    api_url: str,
 ) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, LogFilter, LogFilterFlowRunId
     from prefect.deployments import run_deployment
 
-    from flows.monitoring import monitoring_flow
     from mlops_core.settings import get_settings
     from stages.data.generator import generate_day
     from stages.promotion.aliases import promote
@@ -200,7 +222,7 @@ def _second_model_drifts_and_is_retrained_by_the_trigger(
     second = get_settings()
     promote(second, register_quickly(second, second.data_source).version)
     log_predictions(second, generate_day(date(2026, 11, 9), 1_000, seed=7, scenario="covariate"))
-    first_check = monitoring_flow(min_rows=300)
+    first_check = _monitoring_check(second, api_url)
     assert first_check.triggered, first_check.reason
 
     def retrainings():
@@ -218,7 +240,7 @@ def _second_model_drifts_and_is_retrained_by_the_trigger(
     log_predictions(
         second, generate_day(date(2026, 11, 10), 1_000, seed=8, scenario="covariate"), when=datetime.now(UTC)
     )
-    next_check = monitoring_flow(min_rows=300)  # the same episode: it alerts and asks for nothing
+    next_check = _monitoring_check(second, api_url)  # the same episode: it alerts and asks for nothing
     assert next_check.status == "alert" and not next_check.triggered, next_check.reason
 
     with get_client(sync_client=True) as client:

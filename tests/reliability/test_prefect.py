@@ -45,6 +45,9 @@ def test_server_restart_during_a_flow_run(tmp_path, settings: Settings, loan_bat
         PREFECT_HOME=str(tmp_path / "prefect-home"),
         PREFECT_API_URL=api,
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        # As every Prefect server the project's processes start (mlops_core/library_defaults.py): concurrency
+        # leases on disk, so the training's slot survives the restart.
+        PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE=os.environ["PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"],
         DO_NOT_TRACK="true",
         MLOPS_TRAINING__CANDIDATES='["logistic_regression", "hist_gradient_boosting"]',
     )
