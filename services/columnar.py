@@ -209,15 +209,19 @@ def _arrow_column(chunked: pa.ChunkedArray, rule: FieldRule) -> tuple[np.ndarray
     return (None if problems else column), problems
 
 
+def check_row_count(rows: int, max_rows: int) -> None:
+    """A batch with no row, or with more than ``max_rows``, is refused as a whole, whatever its format."""
+    if rows == 0:
+        raise BatchError(422, "invalid_input", [Problem("rows", "empty batch")])
+    if rows > max_rows:
+        raise BatchError(422, "batch_too_large", [Problem("rows", f"{rows} rows; at most {max_rows} per request")])
+
+
 def check_table(
     table: pa.Table, rules: list[FieldRule], *, max_rows: int, refuse_out_of_range: bool
 ) -> tuple[Columns, list[list[Problem]], list[Problem]]:
     """An Arrow table -> (columns, flags, errors); an empty or oversized table is refused as a whole."""
-    if table.num_rows == 0:
-        raise BatchError(422, "invalid_input", [Problem("rows", "empty batch")])
-    if table.num_rows > max_rows:
-        reason = f"{table.num_rows} rows; at most {max_rows} per request"
-        raise BatchError(422, "batch_too_large", [Problem("rows", reason)])
+    check_row_count(table.num_rows, max_rows)
     known = {rule.name for rule in rules}
     names = table.column_names
     errors = [Problem(name, "unknown field") for name in names if name not in known]

@@ -50,6 +50,7 @@ from services.columnar import (
     JSON,
     BatchError,
     check_json_rows,
+    check_row_count,
     check_table,
     read_table,
     write_table,
@@ -409,11 +410,7 @@ def json_batch(body: bytes, rules: list[FieldRule], settings: ServiceSettings) -
     raw_rows = document.get("rows") if isinstance(document, dict) else None
     if not isinstance(document, dict) or set(document) != {"rows"} or not isinstance(raw_rows, list):
         raise ClientError(422, "invalid_input", [Problem("rows", 'expected an object {"rows": [...]}')])
-    if not raw_rows:
-        raise ClientError(422, "invalid_input", [Problem("rows", "empty batch")])
-    if len(raw_rows) > settings.max_batch_rows:
-        reason = f"{len(raw_rows)} rows; at most {settings.max_batch_rows} per request"
-        raise ClientError(422, "batch_too_large", [Problem("rows", reason)])
+    check_row_count(len(raw_rows), settings.max_batch_rows)
     return check_json_rows(raw_rows, rules, refuse_out_of_range=settings.out_of_range == "refuse")
 
 
@@ -421,13 +418,10 @@ def columnar_batch(
     body: bytes, media_type: str, rules: list[FieldRule], settings: ServiceSettings
 ) -> tuple[Columns, list, list[Problem]]:
     """An Arrow IPC stream or Parquet batch checked: (columns, flags, errors); a batch refused whole raises."""
-    try:
-        table = read_table(body, media_type)
-        return check_table(
-            table, rules, max_rows=settings.max_batch_rows, refuse_out_of_range=settings.out_of_range == "refuse"
-        )
-    except BatchError as exc:
-        raise ClientError(exc.status, exc.error, exc.problems) from exc
+    table = read_table(body, media_type)
+    return check_table(
+        table, rules, max_rows=settings.max_batch_rows, refuse_out_of_range=settings.out_of_range == "refuse"
+    )
 
 
 async def predict_batch(request: Request) -> Response:
@@ -443,7 +437,7 @@ async def predict_batch(request: Request) -> Response:
             columns, flags, errors = await asyncio.to_thread(json_batch, body, model.rules, settings)
         else:
             columns, flags, errors = await asyncio.to_thread(columnar_batch, body, media_type, model.rules, settings)
-    except ClientError as exc:
+    except (ClientError, BatchError) as exc:  # both carry the status, the error name and the problems
         return refuse(request, exc.status, exc.error, exc.problems)
     if errors:
         return refuse(request, 422, "invalid_input", errors)
