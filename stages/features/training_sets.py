@@ -109,7 +109,8 @@ def materialize(repository: FeatureRepository, start: datetime, end: datetime | 
     view = repository.view
     try:
         newest = newest_rows(repository, start, end)
-        changed = changed_since_last(newest, repository.materialised_path)
+        written = last_materialised(repository.materialised_path)
+        changed = changed_since_last(newest, written)
         for first in range(0, len(changed), MATERIALIZE_BATCH_ROWS):
             batch = changed.iloc[first : first + MATERIALIZE_BATCH_ROWS]
             repository.store.write_to_online_store(view.name, df=batch)
@@ -117,7 +118,7 @@ def materialize(repository: FeatureRepository, start: datetime, end: datetime | 
         raise FeatureStoreError(f"materialising {view.name} failed: {type(exc).__name__}: {exc}") from exc
     if len(changed):
         repository.journal.append([ALL_ENTITIES])
-        remember_materialised(newest, repository.materialised_path)
+        remember_materialised(newest, written, repository.materialised_path)
     return Materialisation(entities=len(newest), written=len(changed))
 
 
@@ -143,23 +144,26 @@ def newest_rows(repository: FeatureRepository, start: datetime, end: datetime) -
     return rows.sort_values(definitions.JOIN_KEY, ignore_index=True)
 
 
-def changed_since_last(newest: pd.DataFrame, materialised_path: Path) -> pd.DataFrame:
+def last_materialised(materialised_path: Path) -> pd.DataFrame | None:
+    """The stamp last written per entity, None before the first materialisation (or once the file is lost)."""
+    return pd.read_parquet(materialised_path) if materialised_path.exists() else None
+
+
+def changed_since_last(newest: pd.DataFrame, written: pd.DataFrame | None) -> pd.DataFrame:
     """The rows of ``newest`` whose entity was never written or was written with another stamp."""
-    if not materialised_path.exists():
+    if written is None:
         return newest
-    written = pd.read_parquet(materialised_path)
     merged = newest[[definitions.JOIN_KEY, definitions.EVENT_TIMESTAMP]].merge(
         written, on=definitions.JOIN_KEY, how="left", suffixes=("", "_written")
     )
     return newest[(merged[definitions.EVENT_TIMESTAMP] != merged[f"{definitions.EVENT_TIMESTAMP}_written"]).to_numpy()]
 
 
-def remember_materialised(newest: pd.DataFrame, materialised_path: Path) -> None:
-    """Record the stamp written per entity, keeping entities outside this window as they were."""
+def remember_materialised(newest: pd.DataFrame, written: pd.DataFrame | None, materialised_path: Path) -> None:
+    """Record the stamp written per entity, keeping entities outside this window as ``written`` had them."""
     stamps = newest[[definitions.JOIN_KEY, definitions.EVENT_TIMESTAMP]]
-    if materialised_path.exists():
-        earlier = pd.read_parquet(materialised_path)
-        stamps = pd.concat([earlier[~earlier[definitions.JOIN_KEY].isin(stamps[definitions.JOIN_KEY])], stamps])
+    if written is not None:
+        stamps = pd.concat([written[~written[definitions.JOIN_KEY].isin(stamps[definitions.JOIN_KEY])], stamps])
     tmp = materialised_path.with_name(f".{materialised_path.name}.tmp")
     stamps.to_parquet(tmp, index=False)
     tmp.replace(materialised_path)
