@@ -20,6 +20,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 CandidateName = Literal["logistic_regression", "random_forest", "hist_gradient_boosting"]
 MetricName = Literal["roc_auc", "accuracy", "f1", "log_loss", "brier", "ece"]
+# The embedded offline store: Feast's DuckDB store with an as-of point-in-time join (mlops_core/offline_store.py),
+# named as Feast resolves a custom offline store type; feature_repo/feature_store.yaml names it too.
+ASOF_OFFLINE_STORE = "mlops_core.offline_store.AsofDuckDBOfflineStore"
 
 
 class DataSettings(BaseModel):
@@ -342,10 +345,9 @@ class ExperimentSettings(BaseModel):
 class FeatureStoreSettings(BaseModel):
     """The Feast feature store: offline rows for point-in-time training sets, online rows for serving by entity.
 
-    Embedded by default (SQLite online store, Parquet files offline joined by DuckDB, registry file in the state
-    dir). Another
-    store is a settings change: ``MLOPS_FEATURES__ONLINE_STORE='{"type": "redis", "connection_string":
-    "host:6379"}'``, ``MLOPS_FEATURES__OFFLINE_STORE='{"type": "bigquery", ...}'`` with Feast's own keys.
+    Embedded by default (SQLite online store, Parquet files offline joined by DuckDB's as-of join, registry file
+    in the state dir). Another store is a settings change: ``MLOPS_FEATURES__ONLINE_STORE='{"type": "redis",
+    "connection_string": "host:6379"}'``, ``MLOPS_FEATURES__OFFLINE_STORE='{"type": "bigquery", ...}'`` with Feast's own keys.
     """
 
     enabled: bool = Field(
@@ -357,8 +359,9 @@ class FeatureStoreSettings(BaseModel):
     registry: str | None = Field(default=None, description="Feast registry path or URL; default in the state dir.")
     online_store: dict[str, Any] = Field(default_factory=dict, description="Feast online_store; default SQLite.")
     offline_store: dict[str, Any] = Field(
-        default_factory=lambda: {"type": "duckdb"},
-        description="Feast offline_store, with Feast's own keys; default DuckDB over the Parquet rows.",
+        default_factory=lambda: {"type": ASOF_OFFLINE_STORE},
+        description="Feast offline_store, with Feast's own keys; default Feast's DuckDB store over the Parquet rows "
+        "with an as-of point-in-time join (mlops_core/offline_store.py).",
     )
     ttl_days: int = Field(
         default=0, ge=0, description="How old a feature row may be for a point-in-time join; 0 means no limit."
