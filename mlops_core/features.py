@@ -266,6 +266,10 @@ class FeatureRepository:
         return path
 
 
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
 def feature_rows(frame: pd.DataFrame, stamps: pd.Series) -> pd.DataFrame:
     """The view's columns with the types of its schema, stamped with ``stamps``; refuses values that do not fit."""
     missing = [name for name in [definitions.JOIN_KEY, *definitions.FEATURES] if name not in frame.columns]
@@ -276,7 +280,9 @@ def feature_rows(frame: pd.DataFrame, stamps: pd.Series) -> pd.DataFrame:
     for name in definitions.FEATURES:
         column = frame[name].reset_index(drop=True)
         if name in definitions.TEXT_FEATURES:
-            bad = column.notna() & ~column.map(lambda v: isinstance(v, str))
+            # One C-level pass when every value is a string (the usual case); a per-value check names the others.
+            all_text = pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty")
+            bad = pd.Series(False, index=column.index) if all_text else column.notna() & ~column.map(_is_text)
             rows[name] = column.astype(object).where(column.notna(), None)
         else:
             numeric = pd.to_numeric(column, errors="coerce")

@@ -47,9 +47,10 @@ def write_offline(repository: FeatureRepository, frame: pd.DataFrame, timestamp:
     rows = feature_rows(frame, frame[timestamp])
     repository.offline_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for day, day_rows in rows.groupby(rows[definitions.EVENT_TIMESTAMP].dt.date, sort=True):
+    # Days as midnight stamps (vectorised; ``.dt.date`` would make a Python object per row).
+    for day, day_rows in rows.groupby(rows[definitions.EVENT_TIMESTAMP].dt.floor("D"), sort=True):
         digest = hashlib.sha256(pd.util.hash_pandas_object(day_rows, index=False).to_numpy().tobytes())
-        written.append(repository.write_parquet(day_rows, f"{day.isoformat()}-{digest.hexdigest()[:16]}"))
+        written.append(repository.write_parquet(day_rows, f"{day.date().isoformat()}-{digest.hexdigest()[:16]}"))
     return written
 
 
@@ -72,27 +73,34 @@ def training_set(
         }
     )
     try:
-        joined = repository.store.get_historical_features(entity_df=labels, features=repository.references()).to_df()
+        joined = repository.store.get_historical_features(
+            entity_df=labels, features=repository.references()
+        ).to_arrow()
     except Exception as exc:
         raise FeatureStoreError(f"the point-in-time join failed: {exc}") from exc
-    # One reordering copy of the joined rows, only of the rows and columns kept (the window is large).
-    found = joined[definitions.AS_OF].notna().to_numpy()
+    del labels
+    # The kept rows are taken in the window's order and its column order in Arrow, then converted once, freeing
+    # the Arrow buffers as the conversion goes: no pandas copy of the joined rows (the window is large).
+    found = joined[definitions.AS_OF].is_valid().to_numpy(zero_copy_only=False)
     kept = np.flatnonzero(found)
     kept = kept[np.argsort(joined["_row"].to_numpy()[kept], kind="stable")]
-    columns = [definitions.JOIN_KEY, "event_timestamp", *definitions.FEATURES, target]
-    joined.drop(columns=[c for c in joined.columns if c not in columns], inplace=True)
-    training = joined.take(kept)
+    names = {definitions.JOIN_KEY: entity_id, "event_timestamp": timestamp, target: target}
+    names.update({name: name for name in definitions.FEATURES})
+    ordered = [c for c in frame.columns if c in names.values()]
+    renamed = joined.select(list(names)).rename_columns(list(names.values())).select(ordered)
     del joined
-    training.index = pd.RangeIndex(len(training))
-    training.rename(columns={definitions.JOIN_KEY: entity_id, "event_timestamp": timestamp}, inplace=True)
+    kept_rows = renamed.take(kept)
+    del renamed
+    training = kept_rows.to_pandas(split_blocks=True, self_destruct=True)
+    del kept_rows
     for name in definitions.INTEGER_FEATURES:
         if training[name].notna().all():
             training[name] = training[name].astype("int64")
     for name in definitions.TEXT_FEATURES:
-        training[name] = training[name].astype(object).where(training[name].notna(), None)
-    ordered = [c for c in frame.columns if c in training.columns]
+        if training[name].dtype != object:  # a column of nulls only
+            training[name] = training[name].astype(object).where(training[name].notna(), None)
     # The file offline store drops some such rows and returns others with empty values: count against the input.
-    return TrainingSet(training[ordered], len(frame) - int(found.sum()))
+    return TrainingSet(training, len(frame) - int(found.sum()))
 
 
 def materialize(repository: FeatureRepository, start: datetime, end: datetime | None = None) -> Materialisation:
