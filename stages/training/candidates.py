@@ -79,7 +79,9 @@ def split_holdout(
     if classes != 2:
         raise TrainingDataError(f"target {target!r} must have exactly 2 classes, found {classes}: {y.unique()[:10]}")
     if timestamp and timestamp in frame.columns:
-        ordered = frame.sort_values(timestamp, kind="stable")
+        # The loader sorts the window by time and the training set keeps its order: no sorted copy to make then.
+        in_order = frame[timestamp].is_monotonic_increasing
+        ordered = frame if in_order else frame.sort_values(timestamp, kind="stable")
         cut = int(round(len(ordered) * (1 - holdout_fraction)))
         train, holdout = ordered.iloc[:cut], ordered.iloc[cut:]
         strategy = f"temporal: newest {holdout_fraction:.0%} by {timestamp}"
