@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from feast.repo_config import RepoConfig
     from ibis.expr.types import Table
 
+
 class AsofDuckDBOfflineStoreConfig(DuckDBOfflineStoreConfig):
     """Feast's DuckDB offline store settings (a subclass, so Feast's DuckDB-only features accept it)."""
 

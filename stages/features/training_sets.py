@@ -73,9 +73,7 @@ def training_set(
         }
     )
     try:
-        joined = repository.store.get_historical_features(
-            entity_df=labels, features=repository.references()
-        ).to_arrow()
+        joined = repository.store.get_historical_features(entity_df=labels, features=repository.references()).to_arrow()
     except Exception as exc:
         raise FeatureStoreError(f"the point-in-time join failed: {exc}") from exc
     del labels
