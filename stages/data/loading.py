@@ -120,7 +120,8 @@ def load_window(
     if target not in frame.columns:
         raise DataLoadError(f"target column {target!r} not found; the data has columns {columns}")
     frame = _normalise(frame, timestamp)
-    if timestamp and timestamp in frame.columns:
+    if timestamp and timestamp in frame.columns and not frame[timestamp].is_monotonic_increasing:
+        # Dated batches are usually in time order already: sorting them anyway copies the whole window.
         frame = frame.sort_values(timestamp, kind="stable", ignore_index=True)
     excluded = {target, entity_id, timestamp}
     features = [c for c in frame.columns if c not in excluded]
