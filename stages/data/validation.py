@@ -171,7 +171,11 @@ def validate(frame: pd.DataFrame, context_dir: Path, suite_name: str) -> Validat
         raise DataContextError(
             f"no checkpoint for suite {suite_name!r} in {context_dir}; create it with `mlops gx init-suite`"
         ) from exc
-    result = checkpoint.run(batch_parameters={"dataframe": frame})
+    # GX's pandas engine filters the whole frame for every column expectation (``df[df[column].notnull()]``, a
+    # deep copy of every column even when nothing is null): with pandas' copy-on-write those are shallow until
+    # written, and GX only reads. About 5x faster on a 1M-row window, the same results.
+    with pd.option_context("mode.copy_on_write", True):
+        result = checkpoint.run(batch_parameters={"dataframe": frame})
     failed: list[FailedExpectation] = []
     evaluated = 0
     result_json: dict[str, Any] = {}
