@@ -347,8 +347,8 @@ class BatchJournal:
         self._thread = threading.Thread(target=self._expand_committed, name="prediction-batches", daemon=True)
         self._thread.start()
 
-    def submit(self, record: dict[str, Any]) -> Future[None]:
-        future = self._writer.submit([record])
+    def submit(self, records: list[dict[str, Any]]) -> Future[None]:
+        future = self._writer.submit(records)
         future.add_done_callback(lambda _: self._pending.set())
         return future
 
