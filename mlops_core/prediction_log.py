@@ -107,6 +107,10 @@ ROW_NUMBER_DIGITS = 10
 EXPANSION_CHUNK_ROWS = 2000
 # Column-name prefixes of the journal's Arrow rows.
 FEATURE, PROBABILITY = "features.", "probabilities."
+# The ``predictions`` columns a journal record holds once for all its rows (``ground_truth`` and its time: none yet).
+SHARED_COLUMNS = ("ts", "model_name", "model_version", "model_semver", "variant", "latency_ms", "key_id")
+# A row without a note: what the JSON column stores for None, encoded once.
+NO_FLAGS = db.EncodedJSON("null")
 
 
 def engine_for(url: str) -> Engine:
@@ -150,12 +154,24 @@ class DriverInsert:
         self._names = [name for name, _ in self._columns]
         self._positional = bool(dialect.positional)
 
-    def parameters(self, row: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
-        values = [row.get(name) if bind is None else bind(row.get(name)) for name, bind in self._columns]
-        return tuple(values) if self._positional else dict(zip(self._names, values, strict=True))
-
-    def execute(self, connection: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
-        connection.exec_driver_sql(self.statement, [self.parameters(row) for row in rows])
+    def execute(
+        self, connection: Connection, rows: Iterable[Mapping[str, Any]], shared: Mapping[str, Any] | None = None
+    ) -> None:
+        """Insert ``rows``; ``shared`` holds the values every row has, converted once."""
+        shared = shared or {}
+        template = [
+            (shared[name] if bind is None else bind(shared[name])) if name in shared else None
+            for name, bind in self._columns
+        ]
+        own = [(i, name, bind) for i, (name, bind) in enumerate(self._columns) if name not in shared]
+        parameters = []
+        for row in rows:
+            values = template.copy()
+            for i, name, bind in own:
+                value = row.get(name)
+                values[i] = value if bind is None else bind(value)
+            parameters.append(tuple(values) if self._positional else dict(zip(self._names, values, strict=True)))
+        connection.exec_driver_sql(self.statement, parameters)
 
 
 class GroupWriter:
@@ -266,10 +282,6 @@ def _batch_rows(record: Mapping[str, Any], table: pa.Table, start: int, stop: in
     best = probabilities.argmax(axis=1)
     confidence = probabilities[np.arange(len(best)), best]
     ids = batch_prediction_ids(record["batch_id"], stop, start)
-    common = {
-        name: record[name]
-        for name in ("ts", "model_name", "model_version", "model_semver", "variant", "latency_ms", "key_id")
-    }
     rows = []
     for prediction_id, values, probs, choice, score, flags, paired_id in zip(
         ids,
@@ -290,9 +302,8 @@ def _batch_rows(record: Mapping[str, Any], table: pa.Table, start: int, stop: in
                 "prediction": classes[choice],
                 "confidence": score,
                 "probabilities": db.EncodedJSON(orjson.dumps(dict(zip(classes, probs, strict=True))).decode()),
-                "flags": None if flags is None else db.EncodedJSON(flags),
+                "flags": NO_FLAGS if flags is None else db.EncodedJSON(flags),
                 "paired_id": paired_id,
-                **common,
             }
         )
     return rows
@@ -319,6 +330,7 @@ def _expand(engine: Engine, insert: DriverInsert, batch_id: str) -> int:
     if record is None:
         return 0
     table = pa.ipc.open_stream(record["rows"]).read_all()
+    shared = {name: record[name] for name in SHARED_COLUMNS}
     total, start, written = record["row_count"], record["expanded"], 0
     while start is not None:
         stop = min(start + EXPANSION_CHUNK_ROWS, total)
@@ -328,7 +340,7 @@ def _expand(engine: Engine, insert: DriverInsert, batch_id: str) -> int:
             # The claim and the rows commit together: a concurrent expander's claim of the same chunk finds
             # ``expanded`` moved on (PostgreSQL re-checks the condition after the row lock) and writes nothing.
             if connection.execute(claim.where(this)).rowcount == 1:
-                insert.execute(connection, _batch_rows(record, table, start, stop))
+                insert.execute(connection, _batch_rows(record, table, start, stop), shared)
                 written += stop - start
         with engine.connect() as connection:
             start = connection.execute(select(journal.expanded).where(journal.batch_id == batch_id)).scalar()
