@@ -14,7 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -56,7 +56,6 @@ from stages.monitoring.history import CheckHistory
 from stages.monitoring.history import _metadata as monitoring_metadata
 from stages.promotion.audit import AuditLog
 from stages.promotion.audit import _metadata as audit_metadata
-from tests.servers import postgres_cluster
 
 MODEL = "loan-default"
 ROWS = 25
@@ -319,12 +318,6 @@ IDS = [case.store.name for case in CASES]
 
 
 # --- databases: SQLite files, or one PostgreSQL database shared by all stores as a deployment may do -------
-
-
-@pytest.fixture(scope="module")
-def postgres_server() -> Iterator[str]:
-    with postgres_cluster(()) as server:
-        yield server
 
 
 class Databases:
