@@ -24,6 +24,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import bentoml
@@ -204,8 +205,15 @@ class Answers:
 
     @classmethod
     def of(
-        cls, model: ServedModel, variant: str, ids: list[str], probabilities: np.ndarray, flags: list, ts: Any
+        cls,
+        model: ServedModel,
+        variant: str,
+        ids: list[str],
+        probabilities: np.ndarray,
+        flags: list[list[Problem]],
+        ts: datetime,
     ) -> Answers:
+        """Each row's most probable class and its probability, answered at ``ts``."""
         best = probabilities.argmax(axis=1)
         confidence = probabilities[np.arange(len(best)), best]
         predicted = [model.classes[choice] for choice in best.tolist()]
