@@ -19,6 +19,7 @@ import hashlib
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
@@ -105,6 +106,11 @@ BATCH_ID_LENGTH = 26
 ROW_NUMBER_DIGITS = 10
 # Rows per expansion transaction: short enough that the service's own commits never wait long for the lock.
 EXPANSION_CHUNK_ROWS = 2000
+# A worker expands the journal once no batch has come for this long: the expansion's Python work would otherwise
+# take turns on the worker's interpreter lock with the next batch's and double its time. With more rows than
+# EXPANSION_BACKLOG_ROWS waiting it expands at once all the same, so a steady stream of batches cannot grow the journal.
+EXPANSION_QUIET_SECONDS = 1.0
+EXPANSION_BACKLOG_ROWS = 100_000
 # Column-name prefixes of the journal's Arrow rows.
 FEATURE, PROBABILITY = "features.", "probabilities."
 # The ``predictions`` columns a journal record holds once for all its rows (``ground_truth`` and its time: none yet).
@@ -349,33 +355,44 @@ def _expand(engine: Engine, insert: DriverInsert, batch_id: str) -> int:
 
 class BatchJournal:
     """The service's side of the journal: commits each batch's record (group commit, before the answer) and
-    expands committed records into rows in a background thread."""
+    expands committed records into rows in a background thread once batches pause (``EXPANSION_QUIET_SECONDS``)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._writer = GroupWriter(engine, prediction_batches, max_batch=64)
-        self._pending = threading.Event()
-        self._closing = False
+        self._committed, self._stopping = threading.Event(), threading.Event()
+        self._last_batch, self._waiting_rows = time.monotonic(), 0
         self._thread = threading.Thread(target=self._expand_committed, name="prediction-batches", daemon=True)
         self._thread.start()
 
     def submit(self, records: list[dict[str, Any]]) -> Future[None]:
+        self._last_batch = time.monotonic()
         future = self._writer.submit(records)
-        future.add_done_callback(lambda _: self._pending.set())
+        future.add_done_callback(lambda done: done.exception() or self._count(records))
         return future
+
+    def _count(self, records: list[dict[str, Any]]) -> None:
+        self._waiting_rows += sum(record["row_count"] for record in records)
+        self._committed.set()
 
     def close(self, timeout: float = 10.0) -> None:
         self._writer.close(timeout)
-        self._closing = True
-        self._pending.set()
+        self._stopping.set()
+        self._committed.set()
         self._thread.join(timeout)
 
     def _expand_committed(self) -> None:
         while True:
-            self._pending.wait()
-            self._pending.clear()
-            if self._closing:  # what is left is expanded by the next process that opens the log
+            self._committed.wait()
+            while self._waiting_rows < EXPANSION_BACKLOG_ROWS and not self._stopping.is_set():
+                quiet = self._last_batch + EXPANSION_QUIET_SECONDS - time.monotonic()
+                if quiet <= 0:
+                    break
+                self._stopping.wait(quiet)
+            if self._stopping.is_set():  # what is left is expanded by the next process that opens the log
                 return
+            self._committed.clear()
+            self._waiting_rows = 0
             try:
                 expand_batches(self.engine)
             except Exception:  # the records stay committed; the next batch or reader expands them
