@@ -124,7 +124,7 @@ def train_register_promote(settings: Settings) -> TrainingOutcome:
     fitted = train_candidate.map(
         settings.training.candidates, split=unmapped(split), seed=settings.training.random_seed
     )
-    evaluation = evaluate_candidates(fitted, split, settings)
+    evaluation = evaluate_candidates(fitted, settings)
     reference = profile_reference_data(data, split, settings)
     run = log_to_mlflow(data, validation, split, evaluation, reference, settings)
     version = register_model_version(run, data, validation, evaluation, settings)

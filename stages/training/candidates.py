@@ -79,7 +79,8 @@ def split_holdout(
     if classes != 2:
         raise TrainingDataError(f"target {target!r} must have exactly 2 classes, found {classes}: {y.unique()[:10]}")
     if timestamp and timestamp in frame.columns:
-        ordered = frame.sort_values(timestamp, kind="stable")
+        # Windows arrive in time order (loading sorts, the point-in-time join keeps the order): no sorted copy then.
+        ordered = frame if frame[timestamp].is_monotonic_increasing else frame.sort_values(timestamp, kind="stable")
         cut = int(round(len(ordered) * (1 - holdout_fraction)))
         train, holdout = ordered.iloc[:cut], ordered.iloc[cut:]
         strategy = f"temporal: newest {holdout_fraction:.0%} by {timestamp}"

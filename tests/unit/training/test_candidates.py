@@ -42,6 +42,14 @@ def test_temporal_split_holds_out_the_newest_rows(loaded):
     assert "application_ts" not in split.x_train.columns
 
 
+def test_temporal_split_of_rows_out_of_time_order_is_the_split_of_the_ordered_rows(loaded):
+    shuffled = loaded.frame.sample(frac=1.0, random_state=1)
+    ordered, unordered = _split(loaded), _split(type(loaded)(**{**vars(loaded), "frame": shuffled}))
+    ts = loaded.frame["application_ts"]
+    assert sorted(ts.loc[unordered.x_holdout.index]) == sorted(ts.loc[ordered.x_holdout.index])
+    assert ts.loc[unordered.x_train.index].max() <= ts.loc[unordered.x_holdout.index].min()
+
+
 def test_without_timestamp_the_split_is_stratified(loaded):
     split = _split(loaded, timestamp=None)
     assert abs(split.y_train.mean() - split.y_holdout.mean()) < 0.01
