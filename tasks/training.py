@@ -17,11 +17,13 @@ from stages.data.loading import LoadedData
 from stages.training.candidates import (
     Candidate,
     CandidateRanking,
+    SharedPreprocessing,
     Split,
     fit_candidate,
     sample_for_fit,
     score_on_holdout,
     select_best,
+    shared_preprocessing,
     split_holdout,
 )
 
@@ -80,10 +82,16 @@ def split_training_data(data: LoadedData, settings: Settings) -> Split:
     return split
 
 
+@task(name="preprocess-for-fits", cache_policy=NO_CACHE)
+def preprocess_for_fits(split: Split, settings: Settings) -> SharedPreprocessing | None:
+    """The preprocessed training matrix the tree candidates share (one copy instead of one per fit)."""
+    return shared_preprocessing(settings.training.candidates, split)
+
+
 @task(name="train-candidate", task_run_name="train-{name}", cache_policy=NO_CACHE)
-def train_candidate(name: CandidateName, split: Split, seed: int) -> Candidate:
+def train_candidate(name: CandidateName, split: Split, seed: int, shared: SharedPreprocessing | None) -> Candidate:
     """Fit, then score on the holdout: a quick candidate's scoring overlaps the slower ones' fits."""
-    candidate = score_on_holdout(fit_candidate(name, split, seed), split)
+    candidate = score_on_holdout(fit_candidate(name, split, seed, shared), split)
     get_run_logger().info(
         "fitted %s in %.1f s: %s", name, candidate.fit_seconds, {k: round(v, 4) for k, v in candidate.metrics.items()}
     )

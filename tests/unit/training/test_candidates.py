@@ -11,6 +11,7 @@ from stages.training.candidates import (
     fit_candidate,
     sample_for_fit,
     select_best,
+    shared_preprocessing,
     split_holdout,
 )
 from stages.training.metrics import expected_calibration_error, holdout_metrics
@@ -78,6 +79,20 @@ def test_each_candidate_learns_from_raw_columns_with_missing_values(loaded, name
     from stages.training.tracking import TRUSTED_MODEL_TYPES
 
     assert set(skops.io.get_untrusted_types(data=skops.io.dumps(candidate.pipeline))) <= set(TRUSTED_MODEL_TYPES)
+
+
+@pytest.mark.parametrize("name", ["logistic_regression", "random_forest", "hist_gradient_boosting"])
+def test_a_fit_on_the_shared_preprocessing_predicts_exactly_as_its_own_pipeline(loaded, name):
+    split = _split(loaded)
+    shared = shared_preprocessing(["logistic_regression", "random_forest", "hist_gradient_boosting"], split)
+    alone, sharing = fit_candidate(name, split, seed=0), fit_candidate(name, split, seed=0, shared=shared)
+    expected = alone.pipeline.predict_proba(split.x_holdout)
+    np.testing.assert_array_equal(sharing.pipeline.predict_proba(split.x_holdout), expected)
+    assert sharing.params == alone.params
+
+
+def test_no_shared_preprocessing_when_every_candidate_scales_its_own(loaded):
+    assert shared_preprocessing(["logistic_regression"], _split(loaded)) is None
 
 
 def test_unknown_category_at_prediction_time_is_handled(loaded):
