@@ -334,6 +334,11 @@ class ExperimentSettings(BaseModel):
         description="Business value of one decision by its outcome (the cost matrix): for the loan model a good "
         "loan approved earns its margin, an approved default costs the loss; approved means predicted negative.",
     )
+    evidence_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the A/B evidence kept between evaluations (the rows read so far), so a "
+        "flow run on any worker continues where the last one stopped; default: SQLite in the state dir.",
+    )
     srm_alpha: float = Field(
         default=0.001,
         gt=0.0,
@@ -475,6 +480,10 @@ class Settings(BaseSettings):
     @property
     def monitoring_state_url(self) -> str:
         return self.monitoring.state_url or f"sqlite:///{self.state_dir / 'monitoring.db'}"
+
+    @property
+    def experiment_evidence_url(self) -> str:
+        return self.experiment.evidence_url or f"sqlite:///{self.state_dir / 'experiments.db'}"
 
     @property
     def stack_dir(self) -> Path:

@@ -76,6 +76,7 @@ def test_training_deployment_on_a_stack_backed_by_postgresql_and_s3(postgres, s3
             "MLOPS_STACK__PREFECT_DATABASE_URL": f"postgresql+asyncpg://{postgres}/prefect",
             "MLOPS_PROMOTION__AUDIT_URL": f"postgresql+psycopg://{postgres}/mlops",
             "MLOPS_MONITORING__STATE_URL": f"postgresql+psycopg://{postgres}/mlops",
+            "MLOPS_EXPERIMENT__EVIDENCE_URL": f"postgresql+psycopg://{postgres}/mlops",
             "MLOPS_TRAINING__CANDIDATES": '["logistic_regression"]',
         }
     )
