@@ -2,6 +2,7 @@ from datetime import date
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from stages.data.generator import write_batches
 from stages.data.loading import load_window
@@ -83,9 +84,10 @@ def test_each_candidate_learns_from_raw_columns_with_missing_values(loaded, name
 
 @pytest.mark.parametrize("name", ["logistic_regression", "random_forest", "hist_gradient_boosting"])
 def test_a_fit_on_the_shared_preprocessing_predicts_exactly_as_its_own_pipeline(loaded, name):
-    split = _split(loaded)
+    split = sample_for_fit(_split(loaded), 1_000, seed=0)  # two fits each: small ones, on one thread
     shared = shared_preprocessing(["logistic_regression", "random_forest", "hist_gradient_boosting"], split)
-    alone, sharing = fit_candidate(name, split, seed=0), fit_candidate(name, split, seed=0, shared=shared)
+    with threadpool_limits(limits=1):
+        alone, sharing = fit_candidate(name, split, seed=0), fit_candidate(name, split, seed=0, shared=shared)
     expected = alone.pipeline.predict_proba(split.x_holdout)
     np.testing.assert_array_equal(sharing.pipeline.predict_proba(split.x_holdout), expected)
     assert sharing.params == alone.params
