@@ -90,6 +90,7 @@ FLOW_STEPS = {
     "build-training-set": "feature store: training set",
     "materialise-online-features": "feature store: online write (beside the fits)",
     "split-holdout": "split",
+    "preprocess-for-fits": "shared preprocessing",
     "train": "train + holdout scoring (parallel span)",
     "select-best-candidate": "select best",
     "profile-reference-data": "profile ref. (beside the fits)",
