@@ -242,7 +242,11 @@ class MonitoringSettings(BaseModel):
         description="Saved as the URL of the default webhook block; unset: the block as configured in Prefect, "
         "and nothing is sent when there is none.",
     )
-    state_url: str | None = Field(default=None, description="SQLAlchemy URL of the check history.")
+    state_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the check history; it also keeps the feature store's record of what was "
+        "last written online.",
+    )
 
 
 class StackSettings(BaseModel):

@@ -81,7 +81,8 @@ class EvidenceStore:
             for start in range(0, len(ids), _REPLACE_CHUNK):
                 connection.execute(
                     delete(evidence_rows).where(
-                        evidence_rows.c.experiment == experiment, evidence_rows.c.prediction_id.in_(ids[start : start + _REPLACE_CHUNK])
+                        evidence_rows.c.experiment == experiment,
+                        evidence_rows.c.prediction_id.in_(ids[start : start + _REPLACE_CHUNK]),
                     )
                 )
             connection.execute(evidence_rows.insert(), records)
