@@ -24,6 +24,7 @@ import aiohttp
 class OpenLoopResult:
     rate: float
     sent: int
+    warmup: int  # requests sent during the warm-up, not recorded
     errors: int
     seconds: float
     latencies_ms: list[float]  # sorted, from each request's scheduled send time
@@ -89,4 +90,4 @@ async def open_loop(
         await asyncio.gather(*tasks)
     latencies.sort()
     lags.sort()
-    return OpenLoopResult(rate, total - warmup, errors, seconds, latencies, lags)
+    return OpenLoopResult(rate, total - warmup, warmup, errors, seconds, latencies, lags)

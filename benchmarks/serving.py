@@ -123,20 +123,37 @@ class Peer:
     headers: Callable[[Setup], list[dict[str, str]]] = lambda setup: [{}]
 
 
+def _server_processes(process: subprocess.Popen) -> list[psutil.Process]:
+    try:
+        leader = psutil.Process(process.pid)
+        return [leader, *leader.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
 def server_cpu_seconds(process: subprocess.Popen) -> float:
     """User + system CPU of a server and all its worker processes so far."""
     total = 0.0
-    try:
-        leader = psutil.Process(process.pid)
-        for proc in [leader, *leader.children(recursive=True)]:
-            try:
-                times = proc.cpu_times()
-                total += times.user + times.system
-            except psutil.NoSuchProcess:
-                pass
-    except psutil.NoSuchProcess:
-        pass
+    for proc in _server_processes(process):
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
     return total
+
+
+def server_run_queue_seconds(process: subprocess.Popen) -> float:
+    """Time the threads of a server and its workers spent runnable but waiting for a core so far (Linux schedstat):
+    what a busy machine adds to every latency, however fast the service is. NaN where the kernel does not say."""
+    total = 0
+    for proc in _server_processes(process):
+        try:
+            for task in Path(f"/proc/{proc.pid}/task").iterdir():
+                total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            return float("nan")
+    return total / 1e9
 
 
 async def load(
@@ -375,6 +392,14 @@ def measure_batch(setup: Setup, url: str, repeat: int) -> dict[str, dict[str, fl
     import pandas as pd
 
     timings: dict[str, dict[str, float]] = {}
+    # In-process first, while the service is idle: after its batches it expands their journal records into rows.
+    model = joblib.load(setup.model_path)
+    inprocess = []
+    for attempt in range(repeat + 1):
+        started = time.perf_counter()
+        model.predict_proba(pd.DataFrame.from_records(setup.batch, columns=list(model.feature_names_in_)))
+        if attempt:
+            inprocess.append(time.perf_counter() - started)
     with httpx.Client(timeout=120, headers={"X-API-Key": setup.keys[0]}) as client:
         for label, media_type in BATCH_FORMATS.items():
             body = batch_body(setup.batch, media_type)
@@ -387,22 +412,35 @@ def measure_batch(setup: Setup, url: str, repeat: int) -> dict[str, dict[str, fl
                 if attempt:
                     served.append(time.perf_counter() - started)
             timings[label] = {"bytes": len(body), "served_s": statistics.median(served)}
-    model = joblib.load(setup.model_path)
-    inprocess = []
-    for attempt in range(repeat + 1):
-        started = time.perf_counter()
-        model.predict_proba(pd.DataFrame.from_records(setup.batch, columns=list(model.feature_names_in_)))
-        if attempt:
-            inprocess.append(time.perf_counter() - started)
     timings["in-process"] = {"bytes": 0, "served_s": statistics.median(inprocess)}
     return timings
+
+
+@dataclass
+class FixedLoad:
+    """One open-loop window, with what the server spent per request: CPU, and time waiting for a core."""
+
+    result: OpenLoopResult
+    server_cpu_s: float
+    run_queue_s: float
+    load_average: float
+
+
+def fixed_load(
+    url: str, body: bytes, headers: list[dict[str, str]], rate: float, seconds: float, server: subprocess.Popen
+) -> FixedLoad:
+    load_average = os.getloadavg()[0]
+    cpu, waited = server_cpu_seconds(server), server_run_queue_seconds(server)
+    result = asyncio.run(open_loop(url, body, headers, rate=rate, seconds=seconds))
+    cpu, waited = server_cpu_seconds(server) - cpu, server_run_queue_seconds(server) - waited
+    return FixedLoad(result, cpu, waited, load_average)
 
 
 @dataclass
 class ProjectRun:
     """The project service on one candidate: closed-loop loads, the open loop at shares of capacity, batches."""
 
-    open_loop: list[OpenLoopResult] = field(default_factory=list)
+    open_loop: list[FixedLoad] = field(default_factory=list)
     batch: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
@@ -422,7 +460,7 @@ def run_peer(peer: Peer, setup: Setup, args: argparse.Namespace) -> tuple[dict[i
             for share in LOAD_SHARES:
                 print(f"[serving]   open loop at {share:.0%} of {capacity:,.0f} req/s", file=sys.stderr, flush=True)
                 project.open_loop.append(
-                    asyncio.run(open_loop(url + peer.path, body, headers, rate=share * capacity, seconds=args.seconds))
+                    fixed_load(url + peer.path, body, headers, share * capacity, args.seconds, process)
                 )
             if setup.batch:
                 project.batch = measure_batch(setup, url, args.batch_repeat)
@@ -495,14 +533,17 @@ def report(
         f"### Open loop: {PROJECT}, requests on a fixed schedule, latency from the scheduled send time",
         "",
         "| candidate | share of capacity | rate req/s | answered req/s | p50 ms | p99 ms | p99.9 ms | errors "
-        "| generator lag p99 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| generator lag p99 ms | server CPU ms/req | server waiting for a core ms/req | load avg |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for candidate_name, project in projects.items():
-        for share, r in zip(LOAD_SHARES, project.open_loop, strict=False):
+        for share, fixed in zip(LOAD_SHARES, project.open_loop, strict=False):
+            r, sent = fixed.result, max(fixed.result.sent + fixed.result.warmup, 1)  # CPU was measured over both
             lines.append(
                 f"| {candidate_name} | {share:.0%} | {r.rate:,.0f} | {r.achieved_rps:,.0f} | {r.quantile(0.5):.1f} "
-                f"| {r.quantile(0.99):.1f} | {r.quantile(0.999):.1f} | {r.errors} | {r.quantile(0.99, r.lag_ms):.1f} |"
+                f"| {r.quantile(0.99):.1f} | {r.quantile(0.999):.1f} | {r.errors} | {r.quantile(0.99, r.lag_ms):.1f} "
+                f"| {1000 * fixed.server_cpu_s / sent:.2f} | {1000 * fixed.run_queue_s / sent:.2f} "
+                f"| {fixed.load_average:.1f} |"
             )
     batches = {name: p.batch for name, p in projects.items() if p.batch}
     if batches:

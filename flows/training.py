@@ -1,5 +1,5 @@
-"""The training flow: load -> validate (gate) -> feature store -> split -> train -> evaluate -> log -> register ->
-promote, and (beside the fits) the newest features into the online store."""
+"""The training flow: load -> validate (gate) -> feature store -> split -> train and score -> pick the best -> log ->
+register -> promote, and (beside the fits) the newest features into the online store and the reference profile."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from flows.run_names import training_run_name
 from mlops_core.settings import CandidateName, DataSettings, Settings, get_settings
 from stages.promotion.aliases import TrainingOutcome
+from stages.training.candidates import CandidateRanking, Split
 from tasks.data import load_training_data
 from tasks.features import build_training_set, materialise_online_features
 from tasks.promotion import gate_and_promote
@@ -16,6 +17,7 @@ from tasks.registry import log_to_mlflow, publish_model_card, publish_training_s
 from tasks.training import (
     evaluate_candidates,
     one_training_at_a_time,
+    preprocess_for_fits,
     profile_reference_data,
     split_training_data,
     train_candidate,
@@ -60,7 +62,8 @@ def candidate_task_runner(settings: Settings) -> TaskRunner:
     """
     training = settings.training
     if training.task_runner == "threads":
-        # One thread more than the candidates: the online-store write runs beside the fits, not after them.
+        # One thread more than the candidates: the online-store write runs beside the fits, not after them (the
+        # reference profile, submitted before the fits, holds back the last candidate for its second or so).
         return ThreadPoolTaskRunner(max_workers=training.max_parallel_candidates + 1)
     from prefect_dask import DaskTaskRunner
 
@@ -115,18 +118,25 @@ def training_flow(
         return train_register_promote(settings)
 
 
+def train_candidates(split: Split, settings: Settings) -> CandidateRanking:
+    """The candidates fitted side by side, the tree models on one shared preprocessed matrix (released when they
+    are done), each scored on the holdout; the best of them."""
+    shared = preprocess_for_fits(split, settings)
+    fitted = train_candidate.map(
+        settings.training.candidates, split=unmapped(split), seed=settings.training.random_seed, shared=unmapped(shared)
+    )
+    return evaluate_candidates(fitted, settings)
+
+
 def train_register_promote(settings: Settings) -> TrainingOutcome:
     data = load_training_data(settings)
     validation = validate_training_data(data, settings)
     data = build_training_set(data, settings)
     online = materialise_online_features.submit(data, settings)
     split = split_training_data(data, settings)
-    fitted = train_candidate.map(
-        settings.training.candidates, split=unmapped(split), seed=settings.training.random_seed
-    )
-    evaluation = evaluate_candidates(fitted, split, settings)
-    reference = profile_reference_data(data, split, settings)
-    run = log_to_mlflow(data, validation, split, evaluation, reference, settings)
+    reference = profile_reference_data.submit(data, split, settings)
+    evaluation = train_candidates(split, settings)
+    run = log_to_mlflow(data, validation, split, evaluation, reference.result(), settings)
     version = register_model_version(run, data, validation, evaluation, settings)
     publish_training_summary(version, evaluation, validation, data, split, settings)
     decision = gate_and_promote(settings, version.version)

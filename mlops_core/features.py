@@ -169,8 +169,6 @@ class FeatureRepository:
         self.root = settings.feature_store_dir
         self.offline_rows = definitions.offline_rows(self.root, self.config.view)
         self.offline_dir = Path(self.offline_rows).parent
-        # What the last materialisation wrote online: the stamp of each entity's row (stages.features).
-        self.materialised_path = self.root / f"{self.config.view}.materialised.parquet"
         self.journal = update_journal(settings)
 
     @cached_property

@@ -245,7 +245,11 @@ class MonitoringSettings(BaseModel):
         description="Saved as the URL of the default webhook block; unset: the block as configured in Prefect, "
         "and nothing is sent when there is none.",
     )
-    state_url: str | None = Field(default=None, description="SQLAlchemy URL of the check history.")
+    state_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the check history; it also keeps the feature store's record of what was "
+        "last written online.",
+    )
 
 
 class StackSettings(BaseModel):
@@ -332,6 +336,11 @@ class ExperimentSettings(BaseModel):
         default={"approved_good": 100.0, "approved_bad": -1000.0, "declined_good": 0.0, "declined_bad": 0.0},
         description="Business value of one decision by its outcome (the cost matrix): for the loan model a good "
         "loan approved earns its margin, an approved default costs the loss; approved means predicted negative.",
+    )
+    evidence_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the A/B evidence kept between evaluations (the rows read so far), so a "
+        "flow run on any worker continues where the last one stopped; default: SQLite in the state dir.",
     )
     srm_alpha: float = Field(
         default=0.001,
@@ -474,6 +483,10 @@ class Settings(BaseSettings):
     @property
     def monitoring_state_url(self) -> str:
         return self.monitoring.state_url or f"sqlite:///{self.state_dir / 'monitoring.db'}"
+
+    @property
+    def experiment_evidence_url(self) -> str:
+        return self.experiment.evidence_url or f"sqlite:///{self.state_dir / 'experiments.db'}"
 
     @property
     def stack_dir(self) -> Path:

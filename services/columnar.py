@@ -11,6 +11,8 @@ values the fast path cannot vouch for (a wrong type, a missing or unknown field,
 from __future__ import annotations
 
 import io
+import operator
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -78,7 +80,7 @@ def profile_notes(
 _NUMBER_TYPES = frozenset({int, float})
 
 
-def _json_column(values: list[Any], rule: FieldRule) -> np.ndarray | None:
+def _json_column(values: Sequence[Any], rule: FieldRule) -> np.ndarray | None:
     """The column when every value is of the field's kind (or null where allowed), else None."""
     types = set(map(type, values))
     missing = type(None) in types
@@ -104,16 +106,27 @@ def _json_column(values: list[Any], rule: FieldRule) -> np.ndarray | None:
     return column_array(values, rule.kind) if types <= {expected} else None
 
 
+def _transposed(raw_rows: list[Any], names: list[str]) -> list[tuple[Any, ...]] | None:
+    """The rows' values column by column when every row is an object of exactly the ``names``, else None."""
+    if not raw_rows or not all(type(row) is dict and len(row) == len(names) for row in raw_rows):
+        return None
+    getter = operator.itemgetter(*names)
+    try:
+        return list(zip(*map(getter, raw_rows), strict=True)) if len(names) > 1 else [tuple(map(getter, raw_rows))]
+    except KeyError:  # as many fields, but not the same ones
+        return None
+
+
 def check_json_rows(
     raw_rows: list[Any], rules: list[FieldRule], *, refuse_out_of_range: bool
 ) -> tuple[Columns, list[list[Problem]], list[Problem]]:
     """JSON rows (objects of named features, or lists in signature order) -> (columns, flags, errors)."""
-    names = [rule.name for rule in rules]
     columns: Columns | None = None
-    if all(type(row) is dict for row in raw_rows) and {frozenset(row) for row in raw_rows} == {frozenset(names)}:
+    by_column = _transposed(raw_rows, [rule.name for rule in rules])
+    if by_column is not None:
         columns = {}
-        for rule in rules:
-            column = _json_column([row[rule.name] for row in raw_rows], rule)
+        for rule, values in zip(rules, by_column, strict=True):
+            column = _json_column(values, rule)
             if column is None:
                 columns = None
                 break

@@ -10,7 +10,7 @@ from typing import Any
 import bentoml
 
 from mlops_core.api_keys import KeyStore
-from mlops_core.prediction_log import GroupWriter, engine_for, predictions
+from mlops_core.prediction_log import BatchJournal, GroupWriter, engine_for, predictions
 from mlops_core.settings import Settings, get_settings
 from services.guard import KeyCache, RateLimits, SecurityLog, SharedRateLimits, rate_limits
 from services.models import ModelHolder, ServedModel
@@ -54,6 +54,7 @@ class Runtime:
     limits: RateLimits | SharedRateLimits
     security: SecurityLog
     prediction_writer: GroupWriter | None
+    batch_journal: BatchJournal | None  # /predict_batch's log: one record per batch, expanded into rows later
 
     def describe(self, state: str, reasons: list[str]) -> dict[str, Any]:
         holder = self.holder
@@ -72,6 +73,8 @@ class Runtime:
         self.security.writer.close()
         if self.prediction_writer is not None:
             self.prediction_writer.close()
+        if self.batch_journal is not None:
+            self.batch_journal.close()
 
 
 def _summary(model: ServedModel | None) -> dict[str, Any] | None:
@@ -96,9 +99,10 @@ def runtime() -> Runtime:
 def _create() -> Runtime:
     settings = get_settings()
     settings.service_dir.mkdir(parents=True, exist_ok=True)
-    writer = None
+    writer = journal = None
     if settings.service.prediction_log:
-        writer = GroupWriter(engine_for(settings.prediction_log_url), predictions)
+        engine = engine_for(settings.prediction_log_url)  # expands the batches a stopped service left as records
+        writer, journal = GroupWriter(engine, predictions), BatchJournal(engine)
     rt = Runtime(
         settings=settings,
         holder=ModelHolder(settings, settings.service_dir / "reload.signal"),
@@ -106,6 +110,7 @@ def _create() -> Runtime:
         limits=rate_limits(settings),
         security=SecurityLog.open(settings),
         prediction_writer=writer,
+        batch_journal=journal,
     )
     MODEL_VERSION.set(0)
     rt.holder.on_change = lambda model: MODEL_VERSION.set(model.version)

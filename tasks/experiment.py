@@ -1,7 +1,5 @@
 """A/B and shadow evaluation tasks: the versions under test, the labelled log, the decision and acting on it."""
 
-import json
-from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
@@ -15,7 +13,14 @@ from mlops_core.prediction_log import read_predictions
 from mlops_core.settings import Settings
 from stages.experiment.comparison import compare_variants
 from stages.experiment.decision import decide_experiment
-from stages.experiment.evidence import EVIDENCE_COLUMNS, add_rows, evidence_path, read_from
+from stages.experiment.evidence import (
+    EVIDENCE_COLUMNS,
+    EvidenceStore,
+    add_rows,
+    experiment_key,
+    of_experiment,
+    read_from,
+)
 from stages.experiment.report import markdown
 from stages.experiment.results import ExperimentOutcome, VariantComparison
 from stages.promotion.aliases import alias_version, promote, retire_challenger
@@ -43,42 +48,32 @@ class Evidence(NamedTuple):
 def read_new_evidence(settings: Settings, champion: int, challenger: int) -> Evidence:
     """The experiment's rows: those kept by the last evaluation, and the rows logged or labelled since."""
     model = settings.mlflow.registered_model
-    path = evidence_path(settings.state_dir, model, champion, challenger)
-    kept = load_evidence(path)
-    logged_since, labelled_since = read_from(kept)
-    new = read_predictions(
-        settings.prediction_log_url,
-        model_name=model,
-        since=logged_since,
-        labelled_since=labelled_since,
-        columns=EVIDENCE_COLUMNS,
-    )
-    rows = add_rows(kept, new, (champion, challenger))
-    save_evidence(rows, path)
+    experiment = experiment_key(model, champion, challenger)
+    store = EvidenceStore(settings.experiment_evidence_url)
+    try:
+        kept = store.load(experiment)
+        logged_since, labelled_since = read_from(kept)
+        new = read_predictions(
+            settings.prediction_log_url,
+            model_name=model,
+            since=logged_since,
+            labelled_since=labelled_since,
+            columns=EVIDENCE_COLUMNS,
+        )
+        ours = of_experiment(new, (champion, challenger))
+        store.save(experiment, ours)
+    finally:
+        store.close()
+    rows = add_rows(kept, ours)
     get_run_logger().info(
-        "read %d prediction-log rows logged since %s or labelled since %s; %d rows of evidence in %s",
+        "read %d prediction-log rows logged since %s or labelled since %s; %d rows of evidence for %s",
         len(new),
         logged_since or "the start",
         labelled_since or "the start",
         len(rows),
-        path,
+        experiment,
     )
     return Evidence(rows, len(new))
-
-
-def load_evidence(path: Path) -> pd.DataFrame:
-    if not path.exists():
-        return pd.DataFrame(columns=list(EVIDENCE_COLUMNS))
-    frame = pd.read_parquet(path)
-    frame["probabilities"] = frame["probabilities"].map(json.loads)  # a dict per row, as the log keeps it
-    return frame
-
-
-def save_evidence(evidence: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    stored = evidence.assign(probabilities=evidence["probabilities"].map(json.dumps))
-    stored.to_parquet(path.with_suffix(".tmp"), index=False)
-    path.with_suffix(".tmp").replace(path)  # a crash mid-write leaves the last complete evidence
 
 
 @task(name="evaluate-variants", cache_policy=NO_CACHE)

@@ -17,11 +17,13 @@ from stages.data.loading import LoadedData
 from stages.training.candidates import (
     Candidate,
     CandidateRanking,
+    SharedPreprocessing,
     Split,
     fit_candidate,
     sample_for_fit,
     score_on_holdout,
     select_best,
+    shared_preprocessing,
     split_holdout,
 )
 
@@ -80,24 +82,28 @@ def split_training_data(data: LoadedData, settings: Settings) -> Split:
     return split
 
 
+@task(name="preprocess-for-fits", cache_policy=NO_CACHE)
+def preprocess_for_fits(split: Split, settings: Settings) -> SharedPreprocessing | None:
+    """The preprocessed training matrix the tree candidates share (one copy instead of one per fit)."""
+    return shared_preprocessing(settings.training.candidates, split)
+
+
 @task(name="train-candidate", task_run_name="train-{name}", cache_policy=NO_CACHE)
-def train_candidate(name: CandidateName, split: Split, seed: int) -> Candidate:
-    candidate = fit_candidate(name, split, seed)
-    get_run_logger().info("fitted %s in %.1f s", name, candidate.fit_seconds)
+def train_candidate(name: CandidateName, split: Split, seed: int, shared: SharedPreprocessing | None) -> Candidate:
+    """Fit, then score on the holdout: a quick candidate's scoring overlaps the slower ones' fits."""
+    candidate = score_on_holdout(fit_candidate(name, split, seed, shared), split)
+    get_run_logger().info(
+        "fitted %s in %.1f s: %s", name, candidate.fit_seconds, {k: round(v, 4) for k, v in candidate.metrics.items()}
+    )
     return candidate
 
 
-@task(name="holdout_metrics-candidates", cache_policy=NO_CACHE)
-def evaluate_candidates(candidates: list[Candidate], split: Split, settings: Settings) -> CandidateRanking:
-    """Scores every candidate on the same holdout and picks the best by the primary metric."""
-    logger = get_run_logger()
-    scored = []
-    for candidate in candidates:
-        scored.append(score_on_holdout(candidate, split))
-        logger.info("%s: %s", candidate.name, {k: round(v, 4) for k, v in scored[-1].metrics.items()})
-    best = select_best(scored, settings.training.primary_metric)
-    logger.info("best candidate by %s: %s", settings.training.primary_metric, best.name)
-    return CandidateRanking(candidates=scored, best=best)
+@task(name="select-best-candidate", cache_policy=NO_CACHE)
+def evaluate_candidates(candidates: list[Candidate], settings: Settings) -> CandidateRanking:
+    """The best of the candidates, all scored on the same holdout, by the primary metric."""
+    best = select_best(candidates, settings.training.primary_metric)
+    get_run_logger().info("best candidate by %s: %s", settings.training.primary_metric, best.name)
+    return CandidateRanking(candidates=candidates, best=best)
 
 
 @task(name="profile-reference-data", cache_policy=NO_CACHE)

@@ -1,8 +1,8 @@
 """Versioned schemas of the project's own stores (Alembic): one history per store, upgraded where it is opened.
 
 One history per store, not one for all: each store has its own URL (the service writes the prediction and
-security logs and reads the API keys, the flows write the alias audit log and the monitoring history) and may live in its own database or
-share one with the others. A history per store, kept in its own version table (``alembic_version_<store>``),
+security logs and reads the API keys, the flows write the alias audit log, the monitoring history and the A/B
+evidence) and may live in its own database or share one with the others. A history per store, kept in its own version table (``alembic_version_<store>``),
 upgrades exactly the tables the opening process uses, and any stores can share a database.
 
 Every process upgrades a store when it opens it (one read of the version table when it is at head already);
@@ -57,7 +57,8 @@ SECURITY_LOG = Store("security_log", "security_log_0001", baseline.SECURITY_LOG)
 AUDIT_LOG = Store("audit_log", "audit_log_0001", baseline.AUDIT_LOG)
 MONITORING_HISTORY = Store("monitoring_history", "monitoring_history_0001", baseline.MONITORING_HISTORY)
 API_KEYS = Store("api_keys", "api_keys_0001", baseline.API_KEYS)
-STORES = (PREDICTION_LOG, SECURITY_LOG, AUDIT_LOG, MONITORING_HISTORY, API_KEYS)
+EXPERIMENT_EVIDENCE = Store("experiment_evidence", "experiment_evidence_0001", baseline.EXPERIMENT_EVIDENCE)
+STORES = (PREDICTION_LOG, SECURITY_LOG, AUDIT_LOG, MONITORING_HISTORY, API_KEYS, EXPERIMENT_EVIDENCE)
 
 
 def configured(settings: Settings) -> list[tuple[Store, str]]:
@@ -68,6 +69,7 @@ def configured(settings: Settings) -> list[tuple[Store, str]]:
         (AUDIT_LOG, settings.audit_url),
         (MONITORING_HISTORY, settings.monitoring_state_url),
         (API_KEYS, settings.keys_url),
+        (EXPERIMENT_EVIDENCE, settings.experiment_evidence_url),
     ]
 
 

@@ -111,6 +111,10 @@ Table(
 )
 
 
+# Versioned from its first release: there is no unversioned schema to stamp.
+EXPERIMENT_EVIDENCE = MetaData()
+
+
 def create(connection: Connection, schema: MetaData) -> None:
     schema.create_all(connection, checkfirst=False)
 

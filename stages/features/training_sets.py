@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import BigInteger, Column, Engine, MetaData, String, Table, bindparam, select
 
 from feature_repo import definitions
+from mlops_core import db, migrations
 from mlops_core.features import (
     ALL_ENTITIES,
     FeatureRepository,
@@ -20,8 +22,19 @@ from mlops_core.features import (
     feature_rows,
 )
 
+_metadata = MetaData()
+# What the last materialisation wrote online per view and entity (monitoring-history database, its migration
+# monitoring_history_0004): the stamp of the row written, in microseconds since the epoch (UTC).
+materialisations = Table(
+    "feature_materialisations",
+    _metadata,
+    Column("view", String(200), primary_key=True),
+    Column("entity_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("event_ts_us", BigInteger, nullable=False),
+)
+
 # Rows per write to the online store: bounds the memory of one write and lets progress show in the logs.
-MATERIALIZE_BATCH_ROWS = 50_000
+MATERIALIZE_BATCH_ROWS = 10_000
 
 
 @dataclass(frozen=True)
@@ -108,24 +121,29 @@ def materialize(repository: FeatureRepository, start: datetime, end: datetime | 
     Ending at now, not at the window's end, keeps updates made after the window: the online store overwrites
     without comparing timestamps, so the newest offline row must be the one written. The newest rows come from
     the configured offline store (DuckDB by default, a warehouse by settings); what was last written per entity
-    is kept beside the store (``<view>.materialised.parquet``): an entity whose newest stamp is the one written then is
-    skipped. Losing that file only costs one full rewrite.
+    is kept in the monitoring-history database (``MLOPS_MONITORING__STATE_URL``), so a run on a fresh machine
+    finds it too: an entity whose newest stamp is the one written then is skipped. Losing the record only costs
+    one full rewrite.
     """
     end = end or datetime.now(UTC)
     view = repository.view
+    engine = db.engine_for(repository.settings.monitoring_state_url, migrations.MONITORING_HISTORY)
     try:
         newest = newest_rows(repository, start, end)
-        written = last_materialised(repository.materialised_path)
-        changed = changed_since_last(newest, written)
+        entities = len(newest)
+        changed = changed_since_last(newest, last_materialised(engine, view.name))
+        del newest  # the changed rows are a copy; at a first materialisation of many entities this halves the peak
         for first in range(0, len(changed), MATERIALIZE_BATCH_ROWS):
             batch = changed.iloc[first : first + MATERIALIZE_BATCH_ROWS]
             repository.store.write_to_online_store(view.name, df=batch)
+        if len(changed):
+            repository.journal.append([ALL_ENTITIES])
+            remember_materialised(engine, view.name, changed)
     except Exception as exc:
         raise FeatureStoreError(f"materialising {view.name} failed: {type(exc).__name__}: {exc}") from exc
-    if len(changed):
-        repository.journal.append([ALL_ENTITIES])
-        remember_materialised(newest, written, repository.materialised_path)
-    return Materialisation(entities=len(newest), written=len(changed))
+    finally:
+        engine.dispose()
+    return Materialisation(entities=entities, written=len(changed))
 
 
 def newest_rows(repository: FeatureRepository, start: datetime, end: datetime) -> pd.DataFrame:
@@ -150,26 +168,36 @@ def newest_rows(repository: FeatureRepository, start: datetime, end: datetime) -
     return rows.sort_values(definitions.JOIN_KEY, ignore_index=True)
 
 
-def last_materialised(materialised_path: Path) -> pd.DataFrame | None:
-    """The stamp last written per entity, None before the first materialisation (or once the file is lost)."""
-    return pd.read_parquet(materialised_path) if materialised_path.exists() else None
+def _stamp_us(stamps: pd.Series) -> np.ndarray:
+    """Stamps as integer microseconds since the epoch (UTC): how the record stores them, compared exactly."""
+    return pd.to_datetime(stamps, utc=True).astype("datetime64[us, UTC]").astype("int64").to_numpy()
 
 
-def changed_since_last(newest: pd.DataFrame, written: pd.DataFrame | None) -> pd.DataFrame:
+def last_materialised(engine: Engine, view: str) -> pd.DataFrame:
+    """The stamp (``event_ts_us``) last written online per entity of ``view``; no rows before the first
+    materialisation (or once the record is lost)."""
+    query = select(materialisations.c.entity_id, materialisations.c.event_ts_us).where(materialisations.c.view == view)
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    return pd.DataFrame(rows, columns=[definitions.JOIN_KEY, "event_ts_us"]).astype("int64")
+
+
+def changed_since_last(newest: pd.DataFrame, written: pd.DataFrame) -> pd.DataFrame:
     """The rows of ``newest`` whose entity was never written or was written with another stamp."""
-    if written is None:
-        return newest
-    merged = newest[[definitions.JOIN_KEY, definitions.EVENT_TIMESTAMP]].merge(
-        written, on=definitions.JOIN_KEY, how="left", suffixes=("", "_written")
-    )
-    return newest[(merged[definitions.EVENT_TIMESTAMP] != merged[f"{definitions.EVENT_TIMESTAMP}_written"]).to_numpy()]
+    last = pd.Series(written["event_ts_us"].to_numpy(), index=written[definitions.JOIN_KEY].to_numpy(), dtype="Int64")
+    before = last.reindex(newest[definitions.JOIN_KEY].to_numpy())  # <NA>: never written
+    same = before.eq(_stamp_us(newest[definitions.EVENT_TIMESTAMP])).fillna(False).to_numpy(dtype=bool)
+    return newest[~same].reset_index(drop=True)
 
 
-def remember_materialised(newest: pd.DataFrame, written: pd.DataFrame | None, materialised_path: Path) -> None:
-    """Record the stamp written per entity, keeping entities outside this window as ``written`` had them."""
-    stamps = newest[[definitions.JOIN_KEY, definitions.EVENT_TIMESTAMP]]
-    if written is not None:
-        stamps = pd.concat([written[~written[definitions.JOIN_KEY].isin(stamps[definitions.JOIN_KEY])], stamps])
-    tmp = materialised_path.with_name(f".{materialised_path.name}.tmp")
-    stamps.to_parquet(tmp, index=False)
-    tmp.replace(materialised_path)
+def remember_materialised(engine: Engine, view: str, written: pd.DataFrame) -> None:
+    """Record the stamp written per entity of ``written`` (in one transaction); other entities keep theirs."""
+    ids = written[definitions.JOIN_KEY].to_numpy().tolist()
+    stamps = _stamp_us(written[definitions.EVENT_TIMESTAMP]).tolist()
+    match = (materialisations.c.view == view) & (materialisations.c.entity_id == bindparam("entity"))
+    with engine.begin() as connection:
+        connection.execute(materialisations.delete().where(match), [{"entity": e} for e in ids])
+        connection.execute(
+            materialisations.insert(),
+            [{"view": view, "entity_id": e, "event_ts_us": s} for e, s in zip(ids, stamps, strict=True)],
+        )

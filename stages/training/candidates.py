@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -79,9 +80,8 @@ def split_holdout(
     if classes != 2:
         raise TrainingDataError(f"target {target!r} must have exactly 2 classes, found {classes}: {y.unique()[:10]}")
     if timestamp and timestamp in frame.columns:
-        # The loader sorts the window by time and the training set keeps its order: no sorted copy to make then.
-        in_order = frame[timestamp].is_monotonic_increasing
-        ordered = frame if in_order else frame.sort_values(timestamp, kind="stable")
+        # Windows arrive in time order (loading sorts, the point-in-time join keeps the order): no sorted copy then.
+        ordered = frame if frame[timestamp].is_monotonic_increasing else frame.sort_values(timestamp, kind="stable")
         cut = int(round(len(ordered) * (1 - holdout_fraction)))
         train, holdout = ordered.iloc[:cut], ordered.iloc[cut:]
         strategy = f"temporal: newest {holdout_fraction:.0%} by {timestamp}"
@@ -144,21 +144,46 @@ def _estimator(name: CandidateName, seed: int) -> Any:
     raise ValueError(f"unknown candidate {name!r}")
 
 
+def _scaled(name: CandidateName) -> bool:
+    return name == "logistic_regression"
+
+
 def build_candidate(name: CandidateName, split: Split, seed: int) -> Pipeline:
     """Preprocessing lives inside the pipeline, so the logged model takes raw feature columns."""
-    scale = name == "logistic_regression"
     return Pipeline(
         [
-            ("preprocess", _preprocessor(split.numeric_columns, split.categorical_columns, scale=scale)),
+            ("preprocess", _preprocessor(split.numeric_columns, split.categorical_columns, scale=_scaled(name))),
             ("model", _estimator(name, seed)),
         ]
     )
 
 
-def fit_candidate(name: CandidateName, split: Split, seed: int) -> Candidate:
+@dataclass
+class SharedPreprocessing:
+    """The training rows through the unscaled preprocessor, transformed once for every candidate that takes them
+    as they are (the tree models): the matrix each of their pipelines would compute itself, so their fits and
+    predictions are unchanged, while the window's dense one-hot matrix exists once instead of once per fit."""
+
+    preprocessor: ColumnTransformer
+    x_train: np.ndarray
+
+
+def shared_preprocessing(names: list[CandidateName], split: Split) -> SharedPreprocessing | None:
+    """None when no candidate could use it."""
+    if all(_scaled(name) for name in names):
+        return None
+    preprocessor = _preprocessor(split.numeric_columns, split.categorical_columns, scale=False)
+    return SharedPreprocessing(preprocessor, preprocessor.fit_transform(split.x_train))
+
+
+def fit_candidate(name: CandidateName, split: Split, seed: int, shared: SharedPreprocessing | None = None) -> Candidate:
     pipeline = build_candidate(name, split, seed)
     started = time.perf_counter()
-    pipeline.fit(split.x_train, split.y_train)
+    if shared is not None and not _scaled(name):
+        pipeline.steps[0] = ("preprocess", copy.deepcopy(shared.preprocessor))
+        pipeline.named_steps["model"].fit(shared.x_train, split.y_train)
+    else:
+        pipeline.fit(split.x_train, split.y_train)
     params = {k: v for k, v in pipeline.named_steps["model"].get_params().items() if _loggable(v)}
     return Candidate(name=name, pipeline=pipeline, params=params, fit_seconds=time.perf_counter() - started)
 

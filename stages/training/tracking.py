@@ -46,6 +46,8 @@ TRAINING_CONTEXT = "training"
 HOLDOUT_CONTEXT = "holdout"
 # MLflow stores dataset digests in 36 characters; the full window digest is tagged on each input.
 _DATASET_DIGEST_CHARS = 32
+# Rows the dataset schema's types are read from (missing values are looked up in every row).
+_SCHEMA_PROBE_ROWS = 1_000
 DATA_DOCS_ARTIFACT_DIR = "validation/data_docs"
 
 
@@ -225,7 +227,25 @@ def log_datasets(data: LoadedData, split: Split) -> None:
                 name=f"{window} {context}",
                 digest=content_digest(rows)[:_DATASET_DIGEST_CHARS],
             )
+            schema = dataset_schema(rows)
+        if schema is not None:
+            dataset.schema = schema  # what MLflow would infer itself, in a fraction of the time
         mlflow.log_input(dataset, context=context, tags={registry.TAG_DATA_DIGEST: data.digest})
+
+
+def dataset_schema(rows: pd.DataFrame) -> Schema | None:
+    """The schema MLflow infers for a dataset of ``rows``, from their first rows' types and each whole column's
+    missing values; None (let MLflow look at every value) when a column has no value in those first rows.
+
+    MLflow's own inference visits every value of text columns in Python: at a million rows, most of the time
+    the run's logging took.
+    """
+    head = rows.head(_SCHEMA_PROBE_ROWS)
+    if head.isna().all().any():
+        return None
+    nullable = rows.isna().any()
+    inferred = infer_signature(head).inputs
+    return Schema([ColSpec(col.type, col.name, required=not nullable[col.name]) for col in inferred.inputs])
 
 
 def data_docs_pages(validation: ValidationOutcome) -> list[Path]:

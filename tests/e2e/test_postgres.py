@@ -76,6 +76,7 @@ def test_training_deployment_on_a_stack_backed_by_postgresql_and_s3(postgres, s3
             "MLOPS_STACK__PREFECT_DATABASE_URL": f"postgresql+asyncpg://{postgres}/prefect",
             "MLOPS_PROMOTION__AUDIT_URL": f"postgresql+psycopg://{postgres}/mlops",
             "MLOPS_MONITORING__STATE_URL": f"postgresql+psycopg://{postgres}/mlops",
+            "MLOPS_EXPERIMENT__EVIDENCE_URL": f"postgresql+psycopg://{postgres}/mlops",
             "MLOPS_TRAINING__CANDIDATES": '["logistic_regression"]',
         }
     )
@@ -121,6 +122,9 @@ def test_training_deployment_on_a_stack_backed_by_postgresql_and_s3(postgres, s3
     assert ("COMPLETED",) in states
     assert not (settings.state_dir / "mlflow.db").exists()
     assert not (settings.state_dir / "registry_audit.db").exists()
+    # The record of the online write (what a run on a fresh worker compares against) is in PostgreSQL too.
+    assert rows("mlops", "SELECT count(*) FROM feature_materialisations")[0][0] > 0
+    assert not (settings.state_dir / "monitoring.db").exists()
     stored = [o["Key"] for o in _s3(s3_endpoint).list_objects_v2(Bucket="mlops-artifacts").get("Contents", [])]
     assert any(key.endswith("model.skops") for key in stored), stored[:20]
     assert any(key.endswith("reference/sample.parquet") for key in stored)

@@ -18,11 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from sqlalchemy import create_engine
 
 from mlops_core import registry
 from mlops_core.features import FeatureRepository
-from mlops_core.prediction_log import read_predictions
+from mlops_core.prediction_log import engine_for, read_predictions
 from mlops_core.settings import Settings
 from services.guard import KEY_REFRESH_SECONDS
 from stages.data.generator import generate_day
@@ -165,19 +164,24 @@ def test_one_monitoring_check_reads_the_predictions_of_every_instance(fleet, fea
     for server in fleet.instances:
         answers = [post(server, key, "/predict", row) for row in feature_rows[:10]]
         assert {response.status_code for response in answers} == {200}
+        batch = post(server, key, "/predict_batch", {"rows": feature_rows[10:30]})
+        assert batch.status_code == 200, batch.text
         answered.append({response.json()["prediction_id"] for response in answers})
+        answered[-1] |= {answer["prediction_id"] for answer in batch.json()["predictions"]}
 
     settings = fleet.settings
     reference = champion_reference(registry.connect(settings), settings.mlflow.registered_model)
-    engine = create_engine(settings.prediction_log_url)
+    # As the monitoring flow opens the log: the batches' journal records are expanded first, while both instances
+    # may be expanding them too.
+    engine = engine_for(settings.prediction_log_url)
     try:
         window = (start, datetime.now(UTC) + timedelta(seconds=1))
         sample = sample_window(engine, reference.model, *window, reference.profile, settings.monitoring.max_rows)
     finally:
         engine.dispose()
-    assert sample.rows_in_window == sample.rows == 20  # ten from each instance, in one window
-    logged = set(read_predictions(settings.prediction_log_url).prediction_id)
-    assert all(ids <= logged for ids in answered)
+    assert sample.rows_in_window == sample.rows == 60  # ten and a batch of twenty from each instance, in one window
+    logged = read_predictions(settings.prediction_log_url).prediction_id
+    assert all(ids <= set(logged) for ids in answered) and logged.is_unique
 
 
 def test_no_instance_keeps_fleet_state_in_its_own_directory(fleet) -> None:

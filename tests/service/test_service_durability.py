@@ -39,8 +39,17 @@ def test_acknowledged_predictions_survive_sigkill(tmp_path, feature_rows):
                 assert response.status_code == 200, response.text
                 return response.json()["prediction_id"]
 
+        def call_batch(rows: list[dict]) -> list[str]:
+            with server.client(key) as client:
+                response = client.post("/predict_batch", json={"rows": rows})
+                assert response.status_code == 200, response.text
+                return [answer["prediction_id"] for answer in response.json()["predictions"]]
+
         with ThreadPoolExecutor(8) as pool:
-            acknowledged = list(pool.map(call, feature_rows[:40]))
+            singles = pool.map(call, feature_rows[:40])
+            # Batches are committed as one journal record each and expanded after the answer: the kill may come first.
+            batches = pool.map(call_batch, [feature_rows[i : i + 10] for i in range(0, 50, 10)])
+            acknowledged = [*singles, *(prediction_id for batch in batches for prediction_id in batch)]
         stop_group(server.process, signal.SIGKILL)  # the instant the last answer arrived
     finally:
         stop_group(server.process)

@@ -281,6 +281,9 @@ def test_every_answer_is_in_the_prediction_log_and_feedback_joins(api, world, fe
     answered += [
         a["prediction_id"] for a in api.post("/predict_batch", json={"rows": feature_rows[10:20]}).json()["predictions"]
     ]
+    # A batch row's label right after the answer: the row may still be in the batch journal, not yet expanded.
+    labelled = api.post("/feedback", json={"prediction_id": answered[-1], "ground_truth": 0})
+    assert labelled.status_code == 200, labelled.text
     log = read_predictions(world["settings"].prediction_log_url).set_index("prediction_id")
     assert set(answered) <= set(log.index)
     first = log.loc[answered[0]]
@@ -289,8 +292,9 @@ def test_every_answer_is_in_the_prediction_log_and_feedback_joins(api, world, fe
     response = api.post("/feedback", json={"prediction_id": answered[0], "ground_truth": 1})
     assert response.status_code == 200, response.text
     assert api.post("/feedback", json={"prediction_id": "no-such-id", "ground_truth": 1}).status_code == 404
-    row = read_predictions(world["settings"].prediction_log_url).set_index("prediction_id").loc[answered[0]]
-    assert row.ground_truth == "1" and row.ground_truth_ts is not None
+    log = read_predictions(world["settings"].prediction_log_url).set_index("prediction_id")
+    assert log.loc[answered[0]].ground_truth == "1" and log.loc[answered[0]].ground_truth_ts is not None
+    assert log.loc[answered[-1]].ground_truth == "0"
 
 
 def test_metrics_count_predictions_and_the_model_version(api, world):

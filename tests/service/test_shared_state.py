@@ -1,11 +1,13 @@
 """The state service instances share, against real servers: the key store by URL, rate limits in Redis, the
-feature update journal as a Redis stream. The fleet itself (two ``bentoml serve``) is tests/service/test_fleet.py.
+feature update journal as a Redis stream; and the rate-limit file the workers of one machine share. The fleet
+itself (two ``bentoml serve``) is tests/service/test_fleet.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from contextlib import closing
 
@@ -15,7 +17,14 @@ import redis
 from mlops_core.api_keys import KeyStore, verify
 from mlops_core.features import FeatureStoreError, SharedUpdateJournal
 from mlops_core.settings import Settings
-from services.guard import KEY_REFRESH_SECONDS, KeyCache, RateLimitStoreUnavailable, SharedRateLimits
+from services.guard import (
+    KEY_REFRESH_SECONDS,
+    KeyCache,
+    RateLimits,
+    RateLimitStoreUnavailable,
+    SharedRateLimits,
+    WriterLock,
+)
 from tests.servers import postgres_cluster, redis_server
 
 RELEASED_SCHEMA = (
@@ -117,3 +126,19 @@ def test_the_shared_journal_is_read_incrementally_and_fails_loudly(tmp_path) -> 
         reader.read_from(newer)
     with pytest.raises(FeatureStoreError, match="other instances may answer the old values"):
         writer.append([6])
+
+
+def test_a_machine_local_limit_check_queues_behind_the_writer_lock_and_counts_once_it_is_free(tmp_path) -> None:
+    """Another worker's check holds the lock (its own open file: an flock excludes it even in this process)."""
+    settings = Settings(state_dir=tmp_path, service={"rate_limit": 2, "rate_window_seconds": 60})
+    local = RateLimits(settings)
+    answers: list[float | None] = []
+    other_worker = WriterLock(settings.rate_limit_store)
+    with other_worker:
+        waiting = threading.Thread(target=lambda: answers.append(asyncio.run(local.hit("k1", None))))
+        waiting.start()
+        waiting.join(0.5)
+        assert waiting.is_alive() and answers == []  # queued behind the holder, not answered without the lock
+    waiting.join(10)
+    answers += [asyncio.run(local.hit("k1", None)) for _ in range(2)]
+    assert answers[:2] == [None, None] and answers[2] is not None and 0 < answers[2] <= 60

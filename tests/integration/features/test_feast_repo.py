@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mlops_core import db, migrations
 from mlops_core.features import FeatureRepository
 from mlops_core.settings import PROJECT_ROOT, Settings
 from stages.data.generator import generate_day
@@ -45,9 +46,14 @@ def test_feast_plans_the_repository_the_project_uses(settings: Settings) -> None
 
 
 def test_materialisation_writes_only_entities_changed_since_the_last(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(training_sets, "MATERIALIZE_BATCH_ROWS", 2)  # three entities: two batches
+    # The record of what was written lives in the database the URL names, not beside the store.
+    record_url = f"sqlite:///{tmp_path / 'elsewhere' / 'history.db'}"
+    settings = settings.model_copy(
+        update={"monitoring": settings.monitoring.model_copy(update={"state_url": record_url})}
+    )
     repository = FeatureRepository(settings)
     repository.apply()
     rows = generate_day(date(2026, 3, 1), 4, seed=3).reset_index(drop=True)
@@ -58,6 +64,14 @@ def test_materialisation_writes_only_entities_changed_since_the_last(
 
     first = materialize(repository, start)
     assert (first.entities, first.written) == (3, 3)
+    engine = db.engine_for(record_url, migrations.MONITORING_HISTORY)
+    recorded = training_sets.last_materialised(engine, settings.features.view)
+    engine.dispose()
+    stamps = {1: rows.loc[0, "application_ts"], 2: rows.loc[1, "application_ts"], 3: rows.loc[3, "application_ts"]}
+    assert dict(zip(recorded["applicant_id"], recorded["event_ts_us"], strict=True)) == {
+        entity: stamp.value // 1000 for entity, stamp in stamps.items()
+    }
+    assert not list(settings.feature_store_dir.glob("*.parquet"))
     assert repository.lookup(3).values["age"] == rows.loc[3, "age"]  # the newest of entity 3's rows
     assert materialize(repository, start).written == 0  # nothing changed since
 

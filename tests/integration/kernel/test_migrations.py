@@ -14,13 +14,14 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -49,11 +50,12 @@ from mlops_core.prediction_log import engine_for, read_predictions
 from mlops_core.prediction_log import metadata as prediction_metadata
 from mlops_core.security_log import metadata as security_metadata
 from mlops_core.security_log import read_security_events
+from stages.experiment.evidence import EvidenceStore
+from stages.experiment.evidence import _metadata as evidence_metadata
 from stages.monitoring.history import CheckHistory
 from stages.monitoring.history import _metadata as monitoring_metadata
 from stages.promotion.audit import AuditLog
 from stages.promotion.audit import _metadata as audit_metadata
-from tests.servers import postgres_cluster
 
 MODEL = "loan-default"
 ROWS = 25
@@ -318,12 +320,6 @@ IDS = [case.store.name for case in CASES]
 # --- databases: SQLite files, or one PostgreSQL database shared by all stores as a deployment may do -------
 
 
-@pytest.fixture(scope="module")
-def postgres_server() -> Iterator[str]:
-    with postgres_cluster(()) as server:
-        yield server
-
-
 class Databases:
     """Fresh places for the stores: a SQLite file each, or one new PostgreSQL database shared by all of them."""
 
@@ -448,6 +444,32 @@ def test_a_new_store_is_created_at_head_with_the_schema_the_code_uses(case: Case
     assert case.found(url) == []
 
 
+def test_the_ab_evidence_store_versioned_from_its_first_release_is_created_at_head(databases: Databases) -> None:
+    url = databases.url(migrations.EXPERIMENT_EVIDENCE)
+    store, experiment = EvidenceStore(url), "loan-default-v1-vs-v2"
+    row = {
+        "ts": datetime(2026, 11, 30, 12, tzinfo=UTC),
+        "model_version": 1,
+        "variant": "champion",
+        "probabilities": {"0": 0.8, "1": 0.2},
+        "ground_truth": None,
+        "ground_truth_ts": None,
+        "paired_id": None,
+    }
+    try:
+        assert store.load(experiment).empty
+        store.save(experiment, pd.DataFrame([{**row, "prediction_id": "a"}, {**row, "prediction_id": "b"}]))
+        labelled = {**row, "prediction_id": "a", "ground_truth": "1", "ground_truth_ts": row["ts"]}
+        store.save(experiment, pd.DataFrame([labelled]))  # read again when its label arrived: replaces the copy
+        kept = store.load(experiment).set_index("prediction_id")
+    finally:
+        store.close()
+    assert sorted(kept.index) == ["a", "b"] and kept.loc["a", "ground_truth"] == "1"
+    assert kept.loc["b", "probabilities"] == {"0": 0.8, "1": 0.2} and kept.loc["b", "ground_truth"] is None
+    assert migrations.current(url, migrations.EXPERIMENT_EVIDENCE) == migrations.head(migrations.EXPERIMENT_EVIDENCE)
+    assert schema_differences(url, evidence_metadata) == []
+
+
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_a_release_store_is_stamped_upgraded_and_keeps_every_row(case: Case, databases: Databases) -> None:
     url = databases.url(case.store)
@@ -506,6 +528,8 @@ from pathlib import Path
 from mlops_core import db, migrations
 from mlops_core.api_keys import KeyStore
 from stages.promotion.audit import AuditLog
+from stages.experiment.evidence import EvidenceStore
+from stages.experiment.evidence import _metadata as evidence_metadata
 from stages.monitoring.history import CheckHistory
 from mlops_core.prediction_log import engine_for
 

@@ -2,6 +2,7 @@ from datetime import date
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from stages.data.generator import write_batches
 from stages.data.loading import load_window
@@ -11,6 +12,7 @@ from stages.training.candidates import (
     fit_candidate,
     sample_for_fit,
     select_best,
+    shared_preprocessing,
     split_holdout,
 )
 from stages.training.metrics import expected_calibration_error, holdout_metrics
@@ -42,6 +44,14 @@ def test_temporal_split_holds_out_the_newest_rows(loaded):
     assert "application_ts" not in split.x_train.columns
 
 
+def test_temporal_split_of_rows_out_of_time_order_is_the_split_of_the_ordered_rows(loaded):
+    shuffled = loaded.frame.sample(frac=1.0, random_state=1)
+    ordered, unordered = _split(loaded), _split(type(loaded)(**{**vars(loaded), "frame": shuffled}))
+    ts = loaded.frame["application_ts"]
+    assert sorted(ts.loc[unordered.x_holdout.index]) == sorted(ts.loc[ordered.x_holdout.index])
+    assert ts.loc[unordered.x_train.index].max() <= ts.loc[unordered.x_holdout.index].min()
+
+
 def test_without_timestamp_the_split_is_stratified(loaded):
     split = _split(loaded, timestamp=None)
     assert abs(split.y_train.mean() - split.y_holdout.mean()) < 0.01
@@ -70,6 +80,21 @@ def test_each_candidate_learns_from_raw_columns_with_missing_values(loaded, name
     from stages.training.tracking import TRUSTED_MODEL_TYPES
 
     assert set(skops.io.get_untrusted_types(data=skops.io.dumps(candidate.pipeline))) <= set(TRUSTED_MODEL_TYPES)
+
+
+@pytest.mark.parametrize("name", ["logistic_regression", "random_forest", "hist_gradient_boosting"])
+def test_a_fit_on_the_shared_preprocessing_predicts_exactly_as_its_own_pipeline(loaded, name):
+    split = sample_for_fit(_split(loaded), 1_000, seed=0)  # two fits each: small ones, on one thread
+    shared = shared_preprocessing(["logistic_regression", "random_forest", "hist_gradient_boosting"], split)
+    with threadpool_limits(limits=1):
+        alone, sharing = fit_candidate(name, split, seed=0), fit_candidate(name, split, seed=0, shared=shared)
+    expected = alone.pipeline.predict_proba(split.x_holdout)
+    np.testing.assert_array_equal(sharing.pipeline.predict_proba(split.x_holdout), expected)
+    assert sharing.params == alone.params
+
+
+def test_no_shared_preprocessing_when_every_candidate_scales_its_own(loaded):
+    assert shared_preprocessing(["logistic_regression"], _split(loaded)) is None
 
 
 def test_unknown_category_at_prediction_time_is_handled(loaded):
