@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         guard_rss(args.rss_limit_gb)
         result = prepare(args.root) if args.worker == "prepare" else join(args.root, args.store)
         print(json.dumps(result), flush=True)
+        shutil.rmtree(training_flow._PREFECT_HOME, ignore_errors=True)
         return 0
 
     from stages.data.generator import write_batches
@@ -177,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         "*join s*: `training_set` after the window is loaded (label frame, Feast's `get_historical_features`,",
         "`to_df`, the kept rows reordered and typed). *peak RSS*: the whole process (imports, the window, the join).",
     ]
+    shutil.rmtree(training_flow._PREFECT_HOME, ignore_errors=True)
     report = "\n".join(lines) + "\n"
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report)
