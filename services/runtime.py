@@ -10,7 +10,7 @@ from typing import Any
 import bentoml
 
 from mlops_core.api_keys import KeyStore
-from mlops_core.prediction_log import BatchJournal, GroupWriter, engine_for, predictions
+from mlops_core.prediction_log import BatchJournal, EventLoopWriter, GroupWriter, engine_for, predictions, row_writer
 from mlops_core.settings import Settings, get_settings
 from services.guard import KeyCache, RateLimits, SecurityLog, SharedRateLimits, rate_limits
 from services.models import ModelHolder, ServedModel
@@ -53,7 +53,7 @@ class Runtime:
     keys: KeyCache
     limits: RateLimits | SharedRateLimits
     security: SecurityLog
-    prediction_writer: GroupWriter | None
+    prediction_writer: GroupWriter | EventLoopWriter | None
     batch_journal: BatchJournal | None  # /predict_batch's log: one record per batch, expanded into rows later
 
     def describe(self, state: str, reasons: list[str]) -> dict[str, Any]:
@@ -102,7 +102,7 @@ def _create() -> Runtime:
     writer = journal = None
     if settings.service.prediction_log:
         engine = engine_for(settings.prediction_log_url)  # expands the batches a stopped service left as records
-        writer, journal = GroupWriter(engine, predictions), BatchJournal(engine)
+        writer, journal = row_writer(engine, predictions), BatchJournal(engine)
     rt = Runtime(
         settings=settings,
         holder=ModelHolder(settings, settings.service_dir / "reload.signal"),

@@ -342,12 +342,14 @@ def batch_log(
 
 
 async def commit(records: list[dict[str, Any]], batched: bool = False) -> None:
-    """Rows into the prediction log, or a batch's record into its journal; returns once committed."""
+    """Rows into the prediction log, or a batch's record into its journal; returns once committed (raises if not).
+
+    Rows of a SQLite log commit on the event loop unless another writer holds the file (``EventLoopWriter``)."""
     rt = runtime()
     writer = rt.batch_journal if batched else rt.prediction_writer
     if writer is not None:
         waited = time.perf_counter()
-        await asyncio.wrap_future(writer.submit(records))
+        await asyncio.wrap_future(writer.submit(records))  # an asyncio future passes through as it is
         LOG_SECONDS.observe(time.perf_counter() - waited)
 
 
