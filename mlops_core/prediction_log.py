@@ -400,28 +400,33 @@ def batch_record(
     }
 
 
-def _batch_rows(record: Mapping[str, Any], table: pa.Table, start: int, stop: int) -> list[dict[str, Any]]:
-    """``predictions`` rows ``start`` to ``stop`` of a journal record: what per-row logging writes for them."""
-    part = table.slice(start, stop - start)
-    names = [name for name in part.column_names if name.startswith(FEATURE)]
-    keys = [name.removeprefix(FEATURE) for name in names]
-    classes = [name.removeprefix(PROBABILITY) for name in part.column_names if name.startswith(PROBABILITY)]
-    probabilities = np.column_stack([part.column(PROBABILITY + c).to_numpy() for c in classes])
+def prediction_rows(
+    ids: Sequence[str],
+    feature_names: Sequence[str],
+    value_rows: Iterable[Sequence[Any]],
+    probabilities: np.ndarray,
+    classes: Sequence[str],
+    flags: Sequence[str | None],
+    paired_ids: Sequence[str | None],
+) -> list[dict[str, Any]]:
+    """The columns of ``predictions`` rows that each answer has its own value in: features (canonical JSON, hashed
+    for ``input_hash``), prediction, confidence, probabilities, flags (JSON text, None without a note) and the
+    paired id. One place for the row format, whether a request's rows are written at once or a batch's record
+    is expanded later; every JSON value is encoded once, by orjson."""
     best = probabilities.argmax(axis=1)
     confidence = probabilities[np.arange(len(best)), best]
-    ids = batch_prediction_ids(record["batch_id"], stop, start)
     rows = []
-    for prediction_id, values, probs, choice, score, flags, paired_id in zip(
+    for prediction_id, values, probs, choice, score, noted, paired_id in zip(
         ids,
-        zip(*(part.column(name).to_pylist() for name in names), strict=True),
+        value_rows,
         probabilities.tolist(),
         best.tolist(),
         confidence.tolist(),
-        part.column("flags").to_pylist(),
-        part.column("paired_id").to_pylist(),
+        flags,
+        paired_ids,
         strict=True,
     ):
-        features = canonical_json(dict(zip(keys, values, strict=True)))
+        features = canonical_json(dict(zip(feature_names, values, strict=True)))
         rows.append(
             {
                 "prediction_id": prediction_id,
@@ -430,11 +435,27 @@ def _batch_rows(record: Mapping[str, Any], table: pa.Table, start: int, stop: in
                 "prediction": classes[choice],
                 "confidence": score,
                 "probabilities": db.EncodedJSON(orjson.dumps(dict(zip(classes, probs, strict=True))).decode()),
-                "flags": NO_FLAGS if flags is None else db.EncodedJSON(flags),
+                "flags": NO_FLAGS if noted is None else db.EncodedJSON(noted),
                 "paired_id": paired_id,
             }
         )
     return rows
+
+
+def _batch_rows(record: Mapping[str, Any], table: pa.Table, start: int, stop: int) -> list[dict[str, Any]]:
+    """``predictions`` rows ``start`` to ``stop`` of a journal record: what per-row logging writes for them."""
+    part = table.slice(start, stop - start)
+    names = [name for name in part.column_names if name.startswith(FEATURE)]
+    classes = [name.removeprefix(PROBABILITY) for name in part.column_names if name.startswith(PROBABILITY)]
+    return prediction_rows(
+        batch_prediction_ids(record["batch_id"], stop, start),
+        [name.removeprefix(FEATURE) for name in names],
+        zip(*(part.column(name).to_pylist() for name in names), strict=True),
+        np.column_stack([part.column(PROBABILITY + c).to_numpy() for c in classes]),
+        classes,
+        part.column("flags").to_pylist(),
+        part.column("paired_id").to_pylist(),
+    )
 
 
 def expand_batches(engine: Engine, batch_id: str | None = None) -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hashlib
 import json
 import logging
 import time
@@ -41,13 +40,12 @@ from starlette.routing import Route
 
 import mlops_core  # noqa: F401  (telemetry off before any library loads)
 from mlops_core import security_log
-from mlops_core.db import EncodedJSON
 from mlops_core.features import FeatureStoreError, UnknownEntity
 from mlops_core.prediction_log import (
     batch_prediction_ids,
     batch_record,
-    canonical_json,
     new_batch_id,
+    prediction_rows,
     record_ground_truth,
     utc_now,
 )
@@ -267,6 +265,11 @@ class Answers:
         )
 
 
+def flag_notes(flags: list[list[Problem]]) -> list[str | None]:
+    """Each row's notes as the log keeps them: JSON text, None for a row without one."""
+    return [orjson.dumps([p.as_dict() for p in row_flags]).decode() if row_flags else None for row_flags in flags]
+
+
 def log_records(
     model: ServedModel,
     variant: str,
@@ -276,47 +279,20 @@ def log_records(
     paired_ids: list[str] | None = None,
     **common: Any,
 ) -> tuple[list[dict[str, Any]], Answers]:
-    """Prediction-log rows of one variant's answers, and the answers; ``common`` fills shared columns.
-
-    Each row's features are encoded once (canonical JSON, hashed for ``input_hash``) and handed to the log as
-    JSON text, so a batch of thousands costs one pass over its rows.
-    """
+    """Prediction-log rows of one variant's answers, and the answers; ``common`` fills shared columns."""
     names = list(columns)
-    values = [columns[name].tolist() for name in names]
-    best = probabilities.argmax(axis=1)
-    confidence = probabilities[np.arange(len(best)), best]
-    classes = [str(c) for c in model.classes]
-    ids = [str(uuid.uuid4()) for _ in best]
-    paired = paired_ids or [None] * len(ids)
-    records = []
-    for prediction_id, row, probs, choice, score, row_flags, paired_id in zip(
+    ids = [str(uuid.uuid4()) for _ in range(len(probabilities))]
+    rows = prediction_rows(
         ids,
-        zip(*values, strict=True),
-        probabilities.tolist(),
-        best.tolist(),
-        confidence.tolist(),
-        flags,
-        paired,
-        strict=True,
-    ):
-        features = canonical_json(dict(zip(names, row, strict=True)))
-        records.append(
-            {
-                "prediction_id": prediction_id,
-                "model_name": model.name,
-                "model_version": model.version,
-                "model_semver": model.semver,
-                "variant": variant,
-                "input_hash": hashlib.sha256(features).hexdigest(),
-                "features": EncodedJSON(features.decode()),
-                "prediction": classes[choice],
-                "confidence": score,
-                "probabilities": EncodedJSON(orjson.dumps(dict(zip(classes, probs, strict=True))).decode()),
-                "flags": EncodedJSON(orjson.dumps([p.as_dict() for p in row_flags]).decode()) if row_flags else None,
-                "paired_id": paired_id,
-                **common,
-            }
-        )
+        names,
+        zip(*(columns[name].tolist() for name in names), strict=True),
+        probabilities,
+        [str(c) for c in model.classes],
+        flag_notes(flags),
+        paired_ids or [None] * len(ids),
+    )
+    shared = {"model_name": model.name, "model_version": model.version, "model_semver": model.semver}
+    records = [{**row, **shared, "variant": variant, **common} for row in rows]
     return records, Answers.of(model, variant, ids, probabilities, flags, common.get("ts", utc_now()))
 
 
@@ -333,10 +309,17 @@ def batch_log(
     inserts are left to the journal's expansion, after the answer."""
     batch_id = new_batch_id()
     ids = batch_prediction_ids(batch_id, len(probabilities))
-    noted = [orjson.dumps([p.as_dict() for p in row_flags]).decode() if row_flags else None for row_flags in flags]
     identity = {"model_name": model.name, "model_version": model.version, "model_semver": model.semver}
     record = batch_record(
-        batch_id, columns, probabilities, model.classes, noted, paired_ids, variant=variant, **identity, **common
+        batch_id,
+        columns,
+        probabilities,
+        model.classes,
+        flag_notes(flags),
+        paired_ids,
+        variant=variant,
+        **identity,
+        **common,
     )
     return [record], Answers.of(model, variant, ids, probabilities, flags, common["ts"])
 
