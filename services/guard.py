@@ -214,7 +214,10 @@ class RateLimits:
         if (key_id, limit) not in self._buckets:
             with self._lock:
                 if self._connection is None:
-                    self._connection = SQLiteStateStore.connect(self._path)
+                    # Under the writer lock: two workers starting together would otherwise switch the new file to
+                    # WAL and create its table at once, and a lock upgrade SQLite refuses without waiting fails one.
+                    with self._writer:
+                        self._connection = SQLiteStateStore.connect(self._path)
                 store = SQLiteStateStore(self._connection, self._writer, f"{key_id}:{limit}")
                 self._buckets[(key_id, limit)] = StateBucket(key_rate(self._settings, limit), GCRA(), store)
         return self._buckets[(key_id, limit)]

@@ -39,6 +39,8 @@ async def burst(world: World, key: str, row: dict) -> list[tuple[str, str, int]]
         async def send(method: str, path: str, headers: dict, body: dict | None) -> tuple[str, str, int]:
             async with gate:
                 response = await client.request(method, path, headers=headers, json=body)
+            if response.status_code >= 500:  # the reason, for the assertion's message
+                print(f"{method} {path}: {response.status_code} {response.text}")
             return method, path, response.status_code
 
         return await asyncio.gather(*(send(*request) for request in requests))
