@@ -9,16 +9,16 @@ serving that version: the seed's Flask app (gunicorn), a plain FastAPI app (uvic
 (the peers, one BLAS/OpenMP thread per worker) and ``bentoml serve services.service:PredictionService`` with
 API keys, validation, rate limit and the durable prediction log on; once per run the bare ASGI echo apps (the
 HTTP floors). Closed loop (``--connections`` clients) for capacity and CPU per request, then an open loop
-(``benchmarks/open_loop.py``) at 25/50/75 % of the project service's measured capacity for its latency. Then
+(``benchmarks/http_load.py``) at 25/50/75 % of the project service's measured capacity for its latency. Then
 ``/predict_batch`` on ``--batch-rows`` rows as JSON, Arrow IPC stream and Parquet against in-process
-``predict_proba`` on the same rows. The load generator (aiohttp, one process) shares the cores with the
-servers: its CPU per request is reported beside the servers' own.
+``predict_proba`` on the same rows. The load generators (``benchmarks/http_load.py``: keep-alive connections,
+httptools, uvloop; one process) share the cores with the servers: their CPU per request is reported beside the
+servers' own.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import signal
@@ -33,9 +33,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import get_args
 
-import aiohttp
 import httpx
 import psutil
+import uvloop
 
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = BENCH_DIR.parent
@@ -43,8 +43,8 @@ if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
 import mlops_core  # noqa: E402,F401  (telemetry off)
+from benchmarks.http_load import OpenLoopResult, closed_loop, open_loop  # noqa: E402
 from benchmarks.machine import machine_info  # noqa: E402
-from benchmarks.open_loop import OpenLoopResult, open_loop  # noqa: E402
 from mlops_core import registry  # noqa: E402
 from mlops_core.api_keys import KeyStore  # noqa: E402
 from mlops_core.settings import CandidateName, Settings  # noqa: E402
@@ -156,48 +156,23 @@ def server_run_queue_seconds(process: subprocess.Popen) -> float:
     return total / 1e9
 
 
-async def load(
+def load(
     url: str, body: bytes, headers: list[dict[str, str]], seconds: float, connections: int, server: subprocess.Popen
 ) -> Load:
-    """``connections`` clients each sending the next request as soon as the last one is answered; client ``i``
-    sends ``headers[i % len(headers)]`` (its own API key where the server checks keys)."""
-    latencies: list[float] = []
-    errors = 0
-    connector = aiohttp.TCPConnector(limit=connections)
-    timeout = aiohttp.ClientTimeout(total=30)
-    common = {"content-type": "application/json"}
-    async with aiohttp.ClientSession(connector=connector, headers=common, timeout=timeout) as session:
-
-        async def client(index: int, deadline: float, record: bool) -> None:
-            nonlocal errors
-            own = headers[index % len(headers)]
-            while time.perf_counter() < deadline:
-                started = time.perf_counter()
-                try:
-                    async with session.post(url, data=body, headers=own) as response:
-                        await response.read()
-                        failed = response.status != 200
-                except (aiohttp.ClientError, TimeoutError):
-                    failed = True
-                if record:
-                    latencies.append(time.perf_counter() - started)
-                    errors += failed
-
-        await asyncio.gather(*(client(i, time.perf_counter() + 2, False) for i in range(connections)))  # warm-up
-        load_average = os.getloadavg()[0]
-        cpu_client, cpu_server = time.process_time(), server_cpu_seconds(server)
-        began = time.perf_counter()
-        await asyncio.gather(*(client(i, began + seconds, True) for i in range(connections)))
-        elapsed = time.perf_counter() - began
-        client_cpu, server_cpu = time.process_time() - cpu_client, server_cpu_seconds(server) - cpu_server
-    latencies.sort()
+    """``connections`` clients each sending the next request as soon as the last one is answered, after a 2 s
+    warm-up; client ``i`` sends ``headers[i % len(headers)]`` (its own API key where the server checks keys)."""
+    uvloop.run(closed_loop(url, body, headers, connections=connections, seconds=2))  # warm-up
+    load_average = os.getloadavg()[0]
+    cpu_server = server_cpu_seconds(server)
+    result = uvloop.run(closed_loop(url, body, headers, connections=connections, seconds=seconds))
+    server_cpu = server_cpu_seconds(server) - cpu_server
     return Load(
-        requests=len(latencies),
-        errors=errors,
-        seconds=elapsed,
-        p50_ms=statistics.median(latencies) * 1000,
-        p99_ms=latencies[max(int(len(latencies) * 0.99) - 1, 0)] * 1000,
-        client_cpu_s=client_cpu,
+        requests=result.requests,
+        errors=result.errors,
+        seconds=result.seconds,
+        p50_ms=statistics.median(result.latencies_ms),
+        p99_ms=result.latencies_ms[max(int(result.requests * 0.99) - 1, 0)],
+        client_cpu_s=result.client_cpu_ms * result.requests / 1000,
         server_cpu_s=server_cpu,
         load_average=load_average,
     )
@@ -431,7 +406,7 @@ def fixed_load(
 ) -> FixedLoad:
     load_average = os.getloadavg()[0]
     cpu, waited = server_cpu_seconds(server), server_run_queue_seconds(server)
-    result = asyncio.run(open_loop(url, body, headers, rate=rate, seconds=seconds))
+    result = uvloop.run(open_loop(url, body, headers, rate=rate, seconds=seconds))
     cpu, waited = server_cpu_seconds(server) - cpu, server_run_queue_seconds(server) - waited
     return FixedLoad(result, cpu, waited, load_average)
 
@@ -452,9 +427,7 @@ def run_peer(peer: Peer, setup: Setup, args: argparse.Namespace) -> tuple[dict[i
     try:
         body = json.dumps(peer.body(setup.row)).encode()
         headers = peer.headers(setup)
-        results = {
-            n: asyncio.run(load(url + peer.path, body, headers, args.seconds, n, process)) for n in args.connections
-        }
+        results = {n: load(url + peer.path, body, headers, args.seconds, n, process) for n in args.connections}
         if project is not None:
             capacity = max(r.rps for r in results.values())
             for share in LOAD_SHARES:
@@ -533,8 +506,9 @@ def report(
         f"### Open loop: {PROJECT}, requests on a fixed schedule, latency from the scheduled send time",
         "",
         "| candidate | share of capacity | rate req/s | answered req/s | p50 ms | p99 ms | p99.9 ms | errors "
-        "| generator lag p99 ms | server CPU ms/req | server waiting for a core ms/req | load avg |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| generator lag p99 ms | generator CPU ms/req | server CPU ms/req | server waiting for a core ms/req "
+        "| load avg |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for candidate_name, project in projects.items():
         for share, fixed in zip(LOAD_SHARES, project.open_loop, strict=False):
@@ -542,7 +516,7 @@ def report(
             lines.append(
                 f"| {candidate_name} | {share:.0%} | {r.rate:,.0f} | {r.achieved_rps:,.0f} | {r.quantile(0.5):.1f} "
                 f"| {r.quantile(0.99):.1f} | {r.quantile(0.999):.1f} | {r.errors} | {r.quantile(0.99, r.lag_ms):.1f} "
-                f"| {1000 * fixed.server_cpu_s / sent:.2f} | {1000 * fixed.run_queue_s / sent:.2f} "
+                f"| {r.client_cpu_ms:.2f} | {1000 * fixed.server_cpu_s / sent:.2f} | {1000 * fixed.run_queue_s / sent:.2f} "
                 f"| {fixed.load_average:.1f} |"
             )
     batches = {name: p.batch for name, p in projects.items() if p.batch}
@@ -589,7 +563,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
     began = time.perf_counter()
-    info = machine_info(["bentoml", "scikit-learn", "onnxruntime", "mlflow", "uvicorn", "gunicorn", "aiohttp"])
+    info = machine_info(
+        ["bentoml", "scikit-learn", "onnxruntime", "mlflow", "uvicorn", "gunicorn", "uvloop", "httptools"]
+    )
     info["command"] = "benchmarks/serving.py " + " ".join(sys.argv[1:] if argv is None else argv)
     info["load average at start (1/5/15 min)"] = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     peers = [p for p in PEERS if not args.servers or any(w in p.label for w in args.servers)]
