@@ -93,7 +93,11 @@ class _Generator:
 
     def send(self, index: int, due: float) -> None:
         if self.idle:
-            self._send_on(self.idle.pop(), index, due)
+            # The connection idle longest, not the one freed last: a pool that reuses its most recent connection
+            # (aiohttp's, urllib3's) sends a moderate load down the same few connections, which one worker of
+            # the service accepted, and the other idles (CPU seconds of the two workers 4.74 and 0.24 at 400 req/s).
+            # Rotating through the open connections spreads requests as many independent callers do.
+            self._send_on(self.idle.popleft(), index, due)
             return
         self.waiting.append((index, due))
         if self.connections < self.max_connections:

@@ -19,11 +19,15 @@ def answer_with(status: int, delay: float = 0.0, close: bool = False) -> bytes:
     return (head + ("Connection: close\r\n" if close else "") + "\r\n").encode() + body
 
 
-async def serve(answer: Answer) -> tuple[asyncio.Server, str]:
+async def serve(answer: Answer, peers: list[int] | None = None) -> tuple[asyncio.Server, str]:
+    """A server answering each request with ``answer``; ``peers`` collects each request's client port."""
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
+                if peers is not None:
+                    peers.append(writer.get_extra_info("peername")[1])
                 length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
                 await reader.readexactly(length)
                 reply = await answer(head)
@@ -41,9 +45,9 @@ async def serve(answer: Answer) -> tuple[asyncio.Server, str]:
     return server, f"http://127.0.0.1:{port}/predict"
 
 
-def run(answer: Answer, load: Callable[[str], Awaitable]):  # noqa: ANN201
+def run(answer: Answer, load: Callable[[str], Awaitable], peers: list[int] | None = None):  # noqa: ANN201
     async def main():  # noqa: ANN202
-        server, url = await serve(answer)
+        server, url = await serve(answer, peers)
         try:
             return await load(url)
         finally:
@@ -69,6 +73,19 @@ def test_the_open_loop_sends_on_schedule_and_records_every_answer() -> None:
     assert len(result.latencies_ms) == len(result.lag_ms) == 200 and result.errors == 0
     assert 0 <= result.latencies_ms[0] <= result.latencies_ms[-1] < 1000
     assert result.client_cpu_ms > 0
+
+
+def test_a_light_load_rotates_through_the_open_connections() -> None:
+    """At a rate one connection could carry, requests still spread over every open connection (which the service's
+    workers accepted between them), not down the one freed last."""
+
+    async def ok(head: bytes) -> bytes:
+        return answer_with(200)
+
+    peers: list[int] = []
+    result = run(ok, lambda url: open_loop(url, b"{}", [{}], rate=100, seconds=0.4, warmup_seconds=0), peers)
+    assert result.errors == 0 and len(peers) == 40
+    assert len(set(peers)) >= 30  # 32 connections opened before the window: each used about once
 
 
 def test_queueing_counts_from_the_scheduled_time() -> None:
