@@ -132,9 +132,10 @@ def train_register_promote(settings: Settings) -> TrainingOutcome:
     data = load_training_data(settings)
     validation = validate_training_data(data, settings)
     data = build_training_set(data, settings)
-    online = materialise_online_features.submit(data, settings)
     split = split_training_data(data, settings)
     reference = profile_reference_data.submit(data, split, settings)
+    data = data.without_rows(settings.data.timestamp)  # the split holds the rows now; later steps read the window's span
+    online = materialise_online_features.submit(data, settings)
     evaluation = train_candidates(split, settings)
     run = log_to_mlflow(data, validation, split, evaluation, reference.result(), settings)
     version = register_model_version(run, data, validation, evaluation, settings)
