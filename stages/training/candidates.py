@@ -199,12 +199,13 @@ def _scale_numeric_block(preprocessor: ColumnTransformer, x_train: np.ndarray) -
     numeric pipeline, fitted and unfitted alike, so the logged pipeline still takes raw columns."""
     block = preprocessor.output_indices_["numeric"]
     # In the imputer's column-major layout: the scaler's sums then run in the same order, to the last bit.
-    numeric = np.asfortranarray(x_train[:, block])
-    scaler = StandardScaler().fit(numeric)
+    scaler = StandardScaler().fit(np.asfortranarray(x_train[:, block]))
     preprocessor.named_transformers_["numeric"].steps.append(("scale", scaler))
     next(t for n, t, _ in preprocessor.transformers if n == "numeric").steps.append(("scale", StandardScaler()))
     scaled = x_train.copy()
-    scaled[:, block] = scaler.transform(numeric)
+    # What ``scaler.transform`` computes, element by element, in place: no second copy of the block.
+    scaled[:, block] -= scaler.mean_
+    scaled[:, block] /= scaler.scale_
     return scaled
 
 
