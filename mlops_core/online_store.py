@@ -81,7 +81,14 @@ class BulkSqliteOnlineStore(SqliteOnlineStore):
                 stamp = adapt_datetime_epoch(to_naive_utc(timestamp))
                 created_stamp = None if created is None else adapt_datetime_epoch(to_naive_utc(created))
                 for name, value in values.items():
-                    yield key, name, value.SerializeToString(), extract_text_and_num(value, False)[0], stamp, created_stamp
+                    yield (
+                        key,
+                        name,
+                        value.SerializeToString(),
+                        extract_text_and_num(value, False)[0],
+                        stamp,
+                        created_stamp,
+                    )
 
         self._upsert(config, table, rows())
         if progress:
@@ -90,7 +97,8 @@ class BulkSqliteOnlineStore(SqliteOnlineStore):
     def write_frame(self, config: RepoConfig, table: FeatureView, frame: pd.DataFrame) -> None:
         """Write feature rows (join keys, the view's features, its timestamp columns) as Feast's
         ``write_to_online_store`` would for the same frame, converting each distinct value once."""
-        if self._needs_feast_writer(config) or len(table.entity_columns) != 1 or table.batch_source.field_mapping:
+        source = table.batch_source
+        if self._needs_feast_writer(config) or len(table.entity_columns) != 1 or not source or source.field_mapping:
             from feast.infra.passthrough_provider import PassthroughProvider
 
             rows = PassthroughProvider._prep_rows_to_write_for_ingestion(table, frame)
@@ -106,12 +114,9 @@ class BulkSqliteOnlineStore(SqliteOnlineStore):
             )
             for value in _proto_values(frame[join_key.name], join_key.dtype.to_value_type())
         ]
-        source = table.batch_source
         stamps = _epochs(frame[source.timestamp_field])
         created = (
-            _epochs(frame[source.created_timestamp_column])
-            if source.created_timestamp_column
-            else [None] * len(frame)
+            _epochs(frame[source.created_timestamp_column]) if source.created_timestamp_column else [None] * len(frame)
         )
         per_feature = []
         for feature in table.features:

@@ -47,7 +47,11 @@ def test_a_window_without_its_rows_keeps_what_later_steps_read(batches, timestam
     shuffled = replace(loaded, frame=loaded.frame.sample(frac=1, random_state=0))  # the span, whatever the order
     released = shuffled.without_rows(timestamp)
     assert len(released.frame) == (2 if timestamp else 1)
-    assert (released.rows, released.digest, list(released.frame.columns)) == (1_000, loaded.digest, list(loaded.frame.columns))
+    assert (released.rows, released.digest, list(released.frame.columns)) == (
+        1_000,
+        loaded.digest,
+        list(loaded.frame.columns),
+    )
     expected = training_window(loaded.frame, loaded.files, timestamp)
     assert training_window(released.frame, released.files, timestamp) == expected
     assert released.without_rows(timestamp) is released
