@@ -134,9 +134,8 @@ def train_register_promote(settings: Settings) -> TrainingOutcome:
     data = build_training_set(data, settings)
     split = split_training_data(data, settings)
     reference = profile_reference_data.submit(data, split, settings)
-    data = data.without_rows(
-        settings.data.timestamp
-    )  # the split holds the rows now; later steps read the window's span
+    # The split holds the rows now: the steps after it read only the window's description and time span.
+    data = data.without_rows(settings.data.timestamp)
     online = materialise_online_features.submit(data, settings)
     evaluation = train_candidates(split, settings)
     run = log_to_mlflow(data, validation, split, evaluation, reference.result(), settings)
