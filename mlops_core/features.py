@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 
 from feature_repo import definitions
 from mlops_core import redis_store
-from mlops_core.settings import Settings
+from mlops_core.settings import BULK_SQLITE_ONLINE_STORE, Settings
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
@@ -177,7 +177,7 @@ class FeatureRepository:
         from feast.repo_config import RepoConfig
 
         self.root.mkdir(parents=True, exist_ok=True)
-        online = self.config.online_store or {"type": "sqlite", "path": str(self.root / "online.db")}
+        online = self.config.online_store or {"type": BULK_SQLITE_ONLINE_STORE, "path": str(self.root / "online.db")}
         config = RepoConfig(
             project=self.config.project,
             registry=self.config.registry or str(self.root / "registry.db"),
@@ -243,12 +243,24 @@ class FeatureRepository:
         now = pd.Timestamp.now(tz="UTC")
         rows = feature_rows(pd.DataFrame([{definitions.JOIN_KEY: entity_id, **merged}]), pd.Series([now]))
         try:
-            self.store.write_to_online_store(self.config.view, df=rows)
+            self.write_online(rows)
         except Exception as exc:
             raise FeatureStoreError(f"the online store could not be written: {exc}") from exc
         self.journal.append([entity_id])
         self.write_parquet(rows, f"update-{now.strftime('%Y%m%dT%H%M%S%f')}-{entity_id}")
         return EntityFeatures(entity_id, {n: rows.iloc[0][n] for n in definitions.FEATURES}, now.to_pydatetime())
+
+    def write_online(self, rows: pd.DataFrame) -> None:
+        """Write feature rows (entity, features, stamp) online: straight from the columns into the embedded SQLite
+        store (the bytes Feast writes, see mlops_core/online_store.py), through Feast's ``write_to_online_store``
+        into any other store Feast configures."""
+        from mlops_core.online_store import BulkSqliteOnlineStore
+
+        online = self.store._get_provider().online_store
+        if isinstance(online, BulkSqliteOnlineStore):
+            online.write_frame(self.store.config, self.store.get_feature_view(self.config.view), rows)
+        else:
+            self.store.write_to_online_store(self.config.view, df=rows)
 
     def references(self) -> list[str]:
         """The view's features as Feast names them (``view:feature``), its ``as_of`` stamp included."""

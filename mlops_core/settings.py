@@ -23,6 +23,8 @@ MetricName = Literal["roc_auc", "accuracy", "f1", "log_loss", "brier", "ece"]
 # The embedded offline store: Feast's DuckDB store with an as-of point-in-time join (mlops_core/offline_store.py),
 # named as Feast resolves a custom offline store type; feature_repo/feature_store.yaml names it too.
 ASOF_OFFLINE_STORE = "mlops_core.offline_store.AsofDuckDBOfflineStore"
+# The embedded online store: Feast's SQLite store written in bulk (mlops_core/online_store.py), named the same way.
+BULK_SQLITE_ONLINE_STORE = "mlops_core.online_store.BulkSqliteOnlineStore"
 
 
 class DataSettings(BaseModel):
@@ -366,7 +368,11 @@ class FeatureStoreSettings(BaseModel):
     project: str = Field(default=definitions.PROJECT, description="Feast project name.")
     view: str = Field(default=definitions.VIEW, description="The feature view of feature_repo/ to use.")
     registry: str | None = Field(default=None, description="Feast registry path or URL; default in the state dir.")
-    online_store: dict[str, Any] = Field(default_factory=dict, description="Feast online_store; default SQLite.")
+    online_store: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Feast online_store, with Feast's own keys; default Feast's SQLite store in the state dir, written "
+        "in bulk (mlops_core/online_store.py).",
+    )
     offline_store: dict[str, Any] = Field(
         default_factory=lambda: {"type": ASOF_OFFLINE_STORE},
         description="Feast offline_store, with Feast's own keys; default Feast's DuckDB store over the Parquet rows "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
@@ -29,10 +29,25 @@ class LoadedData:
     # Where the rows the model trains on came from: the files as read, or a point-in-time join in the feature store.
     training_set_source: str = "files"
     rows_without_features: int = 0
+    # The window's row count once its rows are released (``without_rows``); None while ``frame`` holds them all.
+    released_rows: int | None = None
 
     @property
     def rows(self) -> int:
-        return len(self.frame)
+        return len(self.frame) if self.released_rows is None else self.released_rows
+
+    def without_rows(self, timestamp: str | None) -> LoadedData:
+        """The window as the steps after the split read it (files, digest, columns, row count, time span), without
+        its rows: ``frame`` keeps only the rows with the earliest and the latest ``timestamp`` (the first row when
+        there is none), so the window no longer sits in memory beside the candidates' fits."""
+        if self.released_rows is not None:
+            return self
+        if timestamp and timestamp in self.frame.columns and self.frame[timestamp].notna().any():
+            stamps = self.frame[timestamp]
+            kept = sorted({int(stamps.argmin()), int(stamps.argmax())})
+        else:
+            kept = list(range(min(1, len(self.frame))))
+        return replace(self, frame=self.frame.iloc[kept].copy(), released_rows=len(self.frame))
 
 
 def content_digest(frame: pd.DataFrame) -> str:

@@ -135,7 +135,7 @@ def materialize(repository: FeatureRepository, start: datetime, end: datetime | 
         del newest  # the changed rows are a copy; at a first materialisation of many entities this halves the peak
         for first in range(0, len(changed), MATERIALIZE_BATCH_ROWS):
             batch = changed.iloc[first : first + MATERIALIZE_BATCH_ROWS]
-            repository.store.write_to_online_store(view.name, df=batch)
+            repository.write_online(batch)
         if len(changed):
             repository.journal.append([ALL_ENTITIES])
             remember_materialised(engine, view.name, changed)

@@ -160,16 +160,17 @@ def build_candidate(name: CandidateName, split: Split, seed: int) -> Pipeline:
 
 @dataclass
 class SharedPreprocessing:
-    """The training rows through the unscaled preprocessor, transformed once for every candidate that takes them
-    as they are (the tree models): the matrix each of their pipelines would compute itself, so their fits and
-    predictions are unchanged, while the window's dense one-hot matrix exists once instead of once per fit."""
+    """The training rows through the unscaled preprocessor, transformed once for every candidate: the matrix the
+    tree models' pipelines would compute themselves, and, with its numeric block scaled, the one logistic
+    regression's would; so their fits and predictions are unchanged, while the window's dense one-hot matrix is
+    computed once instead of once per fit."""
 
     preprocessor: ColumnTransformer
     x_train: np.ndarray
 
 
 def shared_preprocessing(names: list[CandidateName], split: Split) -> SharedPreprocessing | None:
-    """None when no candidate could use it."""
+    """None when every candidate scales (logistic regression alone: its own pipeline holds one matrix, not two)."""
     if all(_scaled(name) for name in names):
         return None
     preprocessor = _preprocessor(split.numeric_columns, split.categorical_columns, scale=False)
@@ -179,13 +180,33 @@ def shared_preprocessing(names: list[CandidateName], split: Split) -> SharedPrep
 def fit_candidate(name: CandidateName, split: Split, seed: int, shared: SharedPreprocessing | None = None) -> Candidate:
     pipeline = build_candidate(name, split, seed)
     started = time.perf_counter()
-    if shared is not None and not _scaled(name):
-        pipeline.steps[0] = ("preprocess", copy.deepcopy(shared.preprocessor))
-        pipeline.named_steps["model"].fit(shared.x_train, split.y_train)
+    if shared is not None:
+        preprocessor, x_train = copy.deepcopy(shared.preprocessor), shared.x_train
+        if _scaled(name):
+            x_train = _scale_numeric_block(preprocessor, x_train)
+        pipeline.steps[0] = ("preprocess", preprocessor)
+        pipeline.named_steps["model"].fit(x_train, split.y_train)
     else:
         pipeline.fit(split.x_train, split.y_train)
     params = {k: v for k, v in pipeline.named_steps["model"].get_params().items() if _loggable(v)}
     return Candidate(name=name, pipeline=pipeline, params=params, fit_seconds=time.perf_counter() - started)
+
+
+def _scale_numeric_block(preprocessor: ColumnTransformer, x_train: np.ndarray) -> np.ndarray:
+    """Turn a fitted copy of the shared (unscaled) preprocessor into the scaled one ``build_candidate`` makes, and
+    return the training matrix through it: a scaler fitted on the numeric block (imputed values and missing-value
+    indicators, laid out in columns as the imputer hands them to its own scaler) is appended to the
+    numeric pipeline, fitted and unfitted alike, so the logged pipeline still takes raw columns."""
+    block = preprocessor.output_indices_["numeric"]
+    # In the imputer's column-major layout: the scaler's sums then run in the same order, to the last bit.
+    scaler = StandardScaler().fit(np.asfortranarray(x_train[:, block]))
+    preprocessor.named_transformers_["numeric"].steps.append(("scale", scaler))
+    next(t for n, t, _ in preprocessor.transformers if n == "numeric").steps.append(("scale", StandardScaler()))
+    scaled = x_train.copy()
+    # What ``scaler.transform`` computes, element by element, in place: no second copy of the block.
+    scaled[:, block] -= scaler.mean_
+    scaled[:, block] /= scaler.scale_
+    return scaled
 
 
 def score_on_holdout(candidate: Candidate, split: Split) -> Candidate:

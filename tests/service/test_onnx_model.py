@@ -20,7 +20,7 @@ from services.inputs import FieldRule, build_rules, check_row, frame_of
 from services.models import ServedModel, runtime_for
 from services.probes import probe_rows
 from stages.data.generator import generate_day
-from stages.training.candidates import fit_candidate, split_holdout
+from stages.training.candidates import fit_candidate, shared_preprocessing, split_holdout
 from stages.training.tracking import model_signature
 
 FEATURES_DROPPED = ("defaulted", "applicant_id", "application_ts")
@@ -39,11 +39,13 @@ def split_and_profile():
 
 @pytest.fixture(scope="module")
 def fitted(split_and_profile):
-    """Each candidate's pipeline and the service's field rules for it."""
+    """Each candidate's pipeline, fitted on the shared preprocessing as the flow fits them, and the service's field
+    rules for it."""
     split, profile = split_and_profile
+    shared = shared_preprocessing(list(CANDIDATES), split)
     models = {}
     for name in CANDIDATES:
-        candidate = fit_candidate(name, split, seed=0)
+        candidate = fit_candidate(name, split, seed=0, shared=shared)
         models[name] = candidate.pipeline, build_rules(model_signature(candidate, split), profile, headroom=0.5)
     return models
 

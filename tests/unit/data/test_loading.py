@@ -1,3 +1,4 @@
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -36,6 +37,24 @@ def test_digest_is_stable_and_sensitive_to_one_value(batches):
     changed = first.frame.copy()
     changed.loc[10, "loan_amount"] += 0.01
     assert content_digest(changed) != first.digest
+
+
+@pytest.mark.parametrize("timestamp", ["application_ts", None])
+def test_a_window_without_its_rows_keeps_what_later_steps_read(batches, timestamp):
+    from stages.training.model_card import training_window
+
+    loaded = load_window(batches, **KW)
+    shuffled = replace(loaded, frame=loaded.frame.sample(frac=1, random_state=0))  # the span, whatever the order
+    released = shuffled.without_rows(timestamp)
+    assert len(released.frame) == (2 if timestamp else 1)
+    assert (released.rows, released.digest, list(released.frame.columns)) == (
+        1_000,
+        loaded.digest,
+        list(loaded.frame.columns),
+    )
+    expected = training_window(loaded.frame, loaded.files, timestamp)
+    assert training_window(released.frame, released.files, timestamp) == expected
+    assert released.without_rows(timestamp) is released
 
 
 def test_csv_and_parquet_of_the_same_rows_load_alike(batches, tmp_path):

@@ -41,6 +41,18 @@ def test_fresh_data_passes_and_leaves_the_committed_context_unchanged(good_frame
     assert _tree_digest(gx_context) == before
 
 
+def test_the_gate_keeps_no_reference_to_the_window(good_frame, gx_context):
+    import gc
+    import weakref
+
+    frame = good_frame.copy()
+    validated = weakref.ref(frame)
+    assert validate(frame, gx_context, SUITE).success
+    del frame
+    gc.collect()
+    assert validated() is None  # GX's engine would keep the batch for the context's (the process's) life
+
+
 @pytest.mark.parametrize("scenario", ["covariate", "concept"])
 def test_drifted_but_valid_data_passes(gx_context, scenario):
     frame = generate_day(date(2026, 11, 20), 2_000, scenario=scenario)
