@@ -385,6 +385,13 @@ class FeatureStoreSettings(BaseModel):
         default=30.0, ge=0.0, description="How long the service trusts a cached entity without the store."
     )
     cache_max_entities: int = Field(default=100_000, ge=1, description="Entities one worker keeps cached.")
+    online_write_niceness: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Scheduling niceness of the thread that writes the online store beside the candidates' fits "
+        "(Linux, that thread only): the fits keep the cores and the write takes the idle ones; 0: same priority.",
+    )
     journal_url: str | None = Field(
         default=None,
         description="Redis URL of the update journal, e.g. redis://host:6379/0, so that an update invalidates the "

@@ -1,7 +1,12 @@
 """Feature-store tasks: the training set as a point-in-time join, then the newest values into the online store."""
 
+import os
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -48,6 +53,27 @@ def build_training_set(data: LoadedData, settings: Settings) -> LoadedData:
     )
 
 
+Result = TypeVar("Result")
+
+
+def at_low_priority(work: Callable[[], Result], niceness: int) -> Result:
+    """``work`` in a thread of its own at ``niceness``, the caller waiting for its result or error.
+
+    On Linux the nice value belongs to each thread, so the fits running beside keep their priority; the thread
+    ends with the work, since raising a priority back takes privileges a user may not have. Elsewhere (macOS
+    would lower the whole process) and at 0, ``work`` runs in the calling thread.
+    """
+    if niceness == 0 or sys.platform != "linux":
+        return work()
+
+    def lower() -> None:  # never above the process's own niceness: that would take privileges too
+        thread = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, thread, max(niceness, os.getpriority(os.PRIO_PROCESS, thread)))
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="low-priority", initializer=lower) as pool:
+        return pool.submit(work).result()
+
+
 # Safe to repeat: the online store is overwritten with the same newest rows.
 @task(name="materialise-online-features", cache_policy=NO_CACHE, **server_retries())
 def materialise_online_features(data: LoadedData, settings: Settings) -> None:
@@ -55,7 +81,10 @@ def materialise_online_features(data: LoadedData, settings: Settings) -> None:
     if feature_store_reason(settings):
         return
     start = data.frame[settings.data.timestamp].min().to_pydatetime()
-    done = materialize(FeatureRepository(settings), start)
+    # Beside the fits on the same cores: they are the flow's critical path, the write is not (it is awaited last).
+    done = at_low_priority(
+        lambda: materialize(FeatureRepository(settings), start), settings.features.online_write_niceness
+    )
     get_run_logger().info(
         "online store: wrote %d of %d entities seen since %s (the others were unchanged since the last run)",
         done.written,
