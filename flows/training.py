@@ -13,7 +13,13 @@ from stages.training.candidates import CandidateRanking, Split
 from tasks.data import load_training_data
 from tasks.features import build_training_set, materialise_online_features
 from tasks.promotion import gate_and_promote
-from tasks.registry import log_to_mlflow, publish_model_card, publish_training_summary, register_model_version
+from tasks.registry import (
+    log_to_mlflow,
+    measure_holdout_intervals,
+    publish_model_card,
+    publish_training_summary,
+    register_model_version,
+)
 from tasks.training import (
     evaluate_candidates,
     one_training_at_a_time,
@@ -138,10 +144,11 @@ def train_register_promote(settings: Settings) -> TrainingOutcome:
     data = data.without_rows(settings.data.timestamp)
     online = materialise_online_features.submit(data, settings)
     evaluation = train_candidates(split, settings)
+    intervals = measure_holdout_intervals.submit(evaluation, split, settings)  # the card's, beside the logging
     run = log_to_mlflow(data, validation, split, evaluation, reference.result(), settings)
     version = register_model_version(run, data, validation, evaluation, settings)
     publish_training_summary(version, evaluation, validation, data, split, settings)
     decision = gate_and_promote(settings, version.version)
-    publish_model_card(version, decision, evaluation, validation, data, split, settings)
+    publish_model_card(version, decision, evaluation, intervals.result(), validation, data, split, settings)
     online.result()
     return TrainingOutcome(registered=version, promotion=decision)

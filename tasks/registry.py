@@ -12,7 +12,7 @@ from stages.data.loading import LoadedData
 from stages.data.validation import ValidationOutcome
 from stages.promotion.aliases import PromotionDecision
 from stages.promotion.audit import AuditLog
-from stages.promotion.model_card import build_model_card
+from stages.promotion.model_card import build_model_card, holdout_intervals
 from stages.promotion.registrations import register_in_order
 from stages.training.candidates import CandidateRanking, Split
 from stages.training.model_card import MODEL_CARD_ARTIFACT, model_card_markdown, version_description
@@ -89,12 +89,30 @@ def publish_training_summary(
     )
 
 
+@task(name="measure-holdout-intervals", cache_policy=NO_CACHE)
+def measure_holdout_intervals(
+    evaluation: CandidateRanking, split: Split, settings: Settings
+) -> dict[str, tuple[float, float]]:
+    """The model card's bootstrap intervals of the best candidate's holdout metrics (seconds of CPU, so the flow
+    runs this beside the MLflow log)."""
+    promotion = settings.promotion
+    return holdout_intervals(
+        evaluation.best,
+        split,
+        confidence=promotion.confidence,
+        resamples=promotion.bootstrap_resamples,
+        max_rows=promotion.max_eval_rows,
+        seed=settings.training.random_seed,
+    )
+
+
 # Safe to repeat: the card overwrites the same run artifact and the description is set, not appended.
 @task(name="publish-model-card", cache_policy=NO_CACHE, **server_retries())
 def publish_model_card(
     version: RegisteredVersion,
     decision: PromotionDecision,
     evaluation: CandidateRanking,
+    bounds: dict[str, tuple[float, float]],
     validation: ValidationOutcome,
     data: LoadedData,
     split: Split,
@@ -105,15 +123,13 @@ def publish_model_card(
         version=version,
         decision=decision,
         best=evaluation.best,
+        bounds=bounds,
         split=split,
         data=data,
         validation=validation,
         timestamp=settings.data.timestamp,
         intended_use=settings.training.intended_use,
         confidence=settings.promotion.confidence,
-        resamples=settings.promotion.bootstrap_resamples,
-        max_rows=settings.promotion.max_eval_rows,
-        seed=settings.training.random_seed,
     )
     client = registry.connect(settings)
     client.log_text(version.run_id, model_card_markdown(card), MODEL_CARD_ARTIFACT)
