@@ -204,7 +204,9 @@ def _arrow_column(chunked: pa.ChunkedArray, rule: FieldRule) -> tuple[np.ndarray
         return None, [Problem(rule.name, f"must not be null: {_rows_named(nulls)}")]
     if kind == "null":
         return column_array([None] * len(chunked), rule.kind), []
-    if rule.kind == "string":
+    if rule.kind == "string" and not pa.types.is_dictionary(chunked.type):
+        return chunked.to_numpy(zero_copy_only=False), []  # an object array, None for a null: Columns' own form
+    if rule.kind == "string":  # a dictionary column's to_numpy does not keep its nulls
         return column_array(chunked.to_pylist(), rule.kind), []
     if rule.kind == "boolean":
         return column_array(chunked.to_pylist(), rule.kind), []
