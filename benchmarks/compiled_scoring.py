@@ -1,11 +1,11 @@
-"""Scoring latency of each candidate type, compiled (ONNX Runtime) against scikit-learn, in one process and run.
+"""Scoring latency of each candidate type, compiled (linear form or ONNX Runtime) against scikit-learn, in one run.
 
     .venv/bin/python benchmarks/compiled_scoring.py [--rows 20000] [--repeat 300] [--batch-repeat 30]
 
 Fits every built-in candidate type on generated rows, builds the service's field rules from its signature and
 training profile, and compiles it as a worker does when it loads a version (``services.models.runtime_for``:
 conversion, then the guard's probe rows). Then times the two paths a served model can take, as the service
-calls them on rows checked by ``check_row`` (dicts): ``OnnxPipeline.predict_proba`` against
+calls them on rows checked by ``check_row`` (dicts): the compiled form's ``predict_proba`` against
 ``pipeline.predict_proba(frame_of(rows, rules))``, for one row and for a batch of 1,000 rows; the median of
 ``--repeat`` (one row) and ``--batch-repeat`` (batch) calls, with one BLAS/OpenMP thread, as each service
 worker has. Every figure in a row of the table comes from the same run, so the ratios hold on a shared machine.

@@ -165,7 +165,8 @@ class ServiceSettings(BaseModel):
     max_batch_rows: int = Field(default=1000, ge=1, description="Rows one /predict_batch request may carry.")
     model_runtime: Literal["onnx", "sklearn"] = Field(
         default="onnx",
-        description="Score with ONNX Runtime where the pipeline converts and agrees with scikit-learn, else scikit-learn.",
+        description="Score with a compiled form where one agrees with scikit-learn (a logistic regression as its float64 "
+        "sum of per-column terms, any other pipeline with ONNX Runtime), else scikit-learn.",
     )
     out_of_range: Literal["refuse", "flag"] = Field(
         default="flag", description="What to do with a value far outside the training range or an unseen category."

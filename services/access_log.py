@@ -7,8 +7,9 @@ passed the guard, and for an answer of 400 or more the ``error`` code of the pro
 keys nor request bodies are written. Status 0 means no answer left the routes and the guard: the request was
 cancelled (BentoML's traffic timeout then answers 504) or the client went away.
 
-The middleware only puts a record on a queue (``QueueHandler``); a ``QueueListener`` thread formats and writes
-it. Every worker appends to the same file: one ``write`` per line in append mode, so lines of different workers
+The middleware only puts the line's time and fields on a queue; a ``QueueListener`` thread makes the log record,
+formats and writes it. (``Logger.info`` on the request's path cost about 0.1 ms a request, 8 % of a single-row
+request's CPU: the record's creation looks up the caller's frame, thread and process names.) Every worker appends to the same file: one ``write`` per line in append mode, so lines of different workers
 do not interleave; the file is reopened when log rotation moves it. It replaces BentoML's own access log, which
 writes on the event loop.
 """
@@ -23,7 +24,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
-from logging.handlers import QueueHandler, QueueListener, WatchedFileHandler
+from logging.handlers import QueueListener, WatchedFileHandler
 from typing import Any
 
 import bentoml
@@ -33,15 +34,19 @@ from mlops_core.settings import Settings, get_settings
 
 MAX_PATH = 500  # characters of a path kept: probes send very long ones
 MAX_ERROR_BODY = 65_536  # bytes of an error body searched for its code; the project's errors are far smaller
-logger = logging.getLogger("mlops.access")
-logger.propagate = False  # not into the service log as well
+LOGGER = "mlops.access"  # the records' logger name; they go to the access log's file or stream only
 
 
-class _Enqueue(QueueHandler):
-    """Puts the record itself on the queue: formatting happens in the writer thread, not on the request's path."""
+# A line's time (``time.time()``) and fields, as the middleware queues them.
+Entry = tuple[float, dict[str, Any]]
 
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        return record
+
+class _Lines(QueueListener):
+    """Turns each queued entry into the log record its handler formats, in the writer thread."""
+
+    def prepare(self, entry: Entry) -> logging.LogRecord:  # type: ignore[override]
+        created, fields = entry
+        return logging.makeLogRecord({"name": LOGGER, "levelno": logging.INFO, "msg": fields, "created": created})
 
 
 class JsonLine(logging.Formatter):
@@ -52,11 +57,12 @@ class JsonLine(logging.Formatter):
 
 _lock = threading.Lock()
 _listener: QueueListener | None = None
+_entries: queue.SimpleQueue[Entry] | None = None
 
 
 def start(settings: Settings) -> bool:
     """Start this process's writer thread once, as the settings say; False when the access log is off."""
-    global _listener
+    global _listener, _entries
     mode = settings.service.access_log
     if mode == "off":
         return False
@@ -68,25 +74,21 @@ def start(settings: Settings) -> bool:
             else:
                 target = logging.StreamHandler(sys.stderr)
             target.setFormatter(JsonLine())
-            records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-            logger.addHandler(_Enqueue(records))
-            logger.setLevel(logging.INFO)
-            _listener = QueueListener(records, target)
+            _entries = queue.SimpleQueue()
+            _listener = _Lines(_entries, target)
             _listener.start()
     return True
 
 
 def stop() -> None:
     """Write what is queued, then stop the writer thread (the worker is shutting down)."""
-    global _listener
+    global _listener, _entries
     with _lock:
         if _listener is not None:
             _listener.stop()
             for handler in _listener.handlers:
                 handler.close()
-            for handler in list(logger.handlers):
-                logger.removeHandler(handler)
-            _listener = None
+            _listener = _entries = None
 
 
 def error_code(body: bytes) -> str | None:
@@ -143,4 +145,5 @@ class AccessLog:
                 "key_id": scope.get("state", {}).get("key_id"),
                 "error": error,
             }
-            logger.info(entry)
+            if _entries is not None:
+                _entries.put((time.time(), entry))

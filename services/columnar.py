@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.ipc
 import pyarrow.parquet
@@ -66,12 +67,13 @@ def profile_notes(
             for i in outside.tolist():
                 notes.setdefault(i, []).append(Problem(f"{prefix}[{i}].{rule.name}", _range_note(values[i], rule)))
         elif rule.categories is not None and rule.kind == "string":
-            known = rule.categories
-            unseen = [i for i, value in enumerate(values.tolist()) if value is not None and value not in known]
-            for i in unseen:
+            unseen = np.flatnonzero((pd.Index(list(rule.categories)).get_indexer(values) < 0) & ~pd.isna(values))
+            for i in unseen.tolist():
                 notes.setdefault(i, []).append(Problem(f"{prefix}[{i}].{rule.name}", _category_note(values[i])))
     if refuse_out_of_range:
         return [NO_FLAGS] * count, [p for i in sorted(notes) for p in notes[i]]
+    if not notes:
+        return [NO_FLAGS] * count, []
     return [notes.get(i, NO_FLAGS) for i in range(count)], []
 
 
@@ -108,7 +110,7 @@ def _json_column(values: Sequence[Any], rule: FieldRule) -> np.ndarray | None:
 
 def _transposed(raw_rows: list[Any], names: list[str]) -> list[tuple[Any, ...]] | None:
     """The rows' values column by column when every row is an object of exactly the ``names``, else None."""
-    if not raw_rows or not all(type(row) is dict and len(row) == len(names) for row in raw_rows):
+    if set(map(type, raw_rows)) != {dict} or set(map(len, raw_rows)) != {len(names)}:
         return None
     getter = operator.itemgetter(*names)
     try:
@@ -202,7 +204,9 @@ def _arrow_column(chunked: pa.ChunkedArray, rule: FieldRule) -> tuple[np.ndarray
         return None, [Problem(rule.name, f"must not be null: {_rows_named(nulls)}")]
     if kind == "null":
         return column_array([None] * len(chunked), rule.kind), []
-    if rule.kind == "string":
+    if rule.kind == "string" and not pa.types.is_dictionary(chunked.type):
+        return chunked.to_numpy(zero_copy_only=False), []  # an object array, None for a null: Columns' own form
+    if rule.kind == "string":  # a dictionary column's to_numpy does not keep its nulls
         return column_array(chunked.to_pylist(), rule.kind), []
     if rule.kind == "boolean":
         return column_array(chunked.to_pylist(), rule.kind), []

@@ -36,7 +36,8 @@ from mlflow.models import Model
 from mlops_core import registry
 from mlops_core.profile import DatasetProfile
 from mlops_core.settings import Settings
-from services import onnx_model
+from services import linear_model, onnx_model
+from services.compiled import Compiled, NotConvertible, Uncompiled
 from services.inputs import Columns, FieldRule, build_rules, columns_of, frame_of_columns
 
 EXAMPLE_ROWS = 2  # rows of the input example shown in the OpenAPI document (one for /predict, both for a batch)
@@ -53,18 +54,18 @@ class ServedModel:
     rules: list[FieldRule]
     classes: list[Any]
     loaded_at: datetime
-    onnx: onnx_model.OnnxPipeline | None = None
-    runtime: str = "scikit-learn"  # what scores the rows, and why not ONNX Runtime when it is not
+    compiled: Compiled | None = None
+    runtime: str = "scikit-learn"  # what scores the rows, and why not a compiled form when it is not
     example: list[dict[str, Any]] = field(default_factory=list)  # input example rows, JSON-ready, for the docs
 
     def predict_proba(self, rows: list[dict[str, Any]]) -> np.ndarray:
         return self.predict_columns(columns_of(rows, self.rules))
 
     def predict_columns(self, columns: Columns) -> np.ndarray:
-        if self.onnx is not None:
+        if self.compiled is not None:
             try:
-                return self.onnx.predict_columns(columns)
-            except onnx_model.BeyondFloat32:
+                return self.compiled.predict_columns(columns)
+            except Uncompiled:
                 pass
         return self.pipeline.predict_proba(frame_of_columns(columns, self.rules))
 
@@ -92,13 +93,18 @@ def _native(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def runtime_for(pipeline: Any, rules: list[FieldRule], wanted: str) -> tuple[onnx_model.OnnxPipeline | None, str]:
-    """ONNX Runtime when wanted and the pipeline converts with the same answers, else scikit-learn (and why)."""
+def runtime_for(pipeline: Any, rules: list[FieldRule], wanted: str) -> tuple[Compiled | None, str]:
+    """A compiled form when wanted and the pipeline compiles with the same answers, else scikit-learn (and why):
+    a linear model as its float64 sum of terms (``services.linear_model``), any other through ONNX Runtime."""
     if wanted != "onnx":
         return None, "scikit-learn (by settings)"
     try:
+        return linear_model.checked(pipeline, rules), linear_model.RUNTIME
+    except NotConvertible as linear_refused:
+        logger.debug("not served by the linear form: %s", linear_refused)
+    try:
         return onnx_model.checked(pipeline, rules), "onnx"
-    except onnx_model.NotConvertible as exc:
+    except NotConvertible as exc:
         logger.warning("serving with scikit-learn: %s", exc)
         return None, f"scikit-learn ({exc})"[:300]
 
@@ -116,7 +122,7 @@ def load_version(
         profile_file = registry.model_profile_path(Path(local))
         profile = DatasetProfile.model_validate_json(profile_file.read_text()) if profile_file.exists() else None
     rules = build_rules(meta.signature, profile, headroom)
-    onnx, runtime = runtime_for(pipeline, rules, wanted_runtime)
+    compiled, runtime = runtime_for(pipeline, rules, wanted_runtime)
     if example is None:
         raise ValueError("the model has no input example to check it on")
     example = example[[r.name for r in rules]]
@@ -128,7 +134,7 @@ def load_version(
         rules=rules,
         classes=[_native(c) for c in pipeline.classes_],
         loaded_at=datetime.now(UTC),
-        onnx=onnx,
+        compiled=compiled,
         runtime=runtime,
         # Through pandas' JSON writer: NaN becomes null and numpy scalars plain numbers, as a client sends them.
         example=json.loads(example.head(EXAMPLE_ROWS).to_json(orient="records")),

@@ -3,10 +3,10 @@
 scikit-learn spends milliseconds checking and transforming a one-row DataFrame before the model's arithmetic;
 the same pipeline converted with skl2onnx answers in tens of microseconds. Conversion happens when a worker
 loads a version, so every registered version benefits and training and the registry stay as they are. A
-converted graph serves only after it reproduced scikit-learn's probabilities within ``TOLERANCE`` on the probe
-rows of ``services.probes`` (missing values in every column, unseen categories, values at and beyond the
-ranges, rows at every sampled tree split and down its missing-value branch); otherwise the worker serves
-scikit-learn and its readiness names the reason in one line. HistGradientBoosting converts with the converter of
+converted graph serves only after it passed the guard of ``services.compiled`` (scikit-learn's probabilities
+within a millionth on the probe rows of ``services.probes``: missing values in every column, unseen categories,
+values at and beyond the ranges, rows at every sampled tree split and down its missing-value branch);
+otherwise the worker serves scikit-learn and its readiness names the reason in one line. HistGradientBoosting converts with the converter of
 ``services.hgb_onnx``.
 
 Two parts of the project's pipelines have no skl2onnx converter as they stand, so a copy is adapted first:
@@ -34,24 +34,12 @@ from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from services import hgb_onnx  # noqa: F401  (registers the HistGradientBoosting converter)
-from services.inputs import Columns, FieldRule, columns_of, frame_of
-from services.probes import probe_rows
-
-# Largest allowed difference between ONNX Runtime's and scikit-learn's probability of any class on a probe row.
-TOLERANCE = 1e-6
+from services.compiled import NotConvertible, Uncompiled, agreeing, one_line
+from services.inputs import Columns, FieldRule, columns_of
 
 
-class NotConvertible(ValueError):
-    """The pipeline cannot be served by ONNX Runtime with the same answers; scikit-learn serves it."""
-
-
-class BeyondFloat32(OverflowError):
+class BeyondFloat32(Uncompiled):
     """A number too large for the graph's float32 inputs; scikit-learn scores such rows in float64."""
-
-
-def _one_line(exc: Exception) -> str:
-    """The reason readiness shows: converters and ONNX Runtime raise multi-line messages, often long."""
-    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
 
 
 def _indicator_shape(operator: Any) -> None:
@@ -123,22 +111,23 @@ class OnnxPipeline:
         return self.predict_columns(columns_of(rows, self.rules))
 
     def predict_columns(self, columns: Columns) -> np.ndarray:
-        """Checked columns (``services.inputs.Columns``)."""
-        feed = {}
+        """Checked columns (``services.inputs.Columns``). The numbers go to float32 as one block, one row per
+        column, each input a view of its row: one conversion and one overflow check, not one per column (for a
+        single row, the per-column array operations cost more than the graph itself)."""
+        numbers = [rule.name for rule in self.rules if rule.kind != "string"]
+        with np.errstate(over="ignore"):  # an overflow is refused just below
+            block = np.vstack([columns[name] for name in numbers]).astype(np.float32)
+        if np.isinf(block).any():  # the checks pass only finite numbers: these overflowed float32
+            raise BeyondFloat32(f"{numbers[int(np.isinf(block).any(axis=1).argmax())]} beyond the float32 range")
+        feed = {name: block[i].reshape(-1, 1) for i, name in enumerate(numbers)}
         for rule in self.rules:
-            values = columns[rule.name]
             if rule.kind == "string":
-                fill = self.text_fills.get(rule.name)
+                values = columns[rule.name]
                 missing = np.equal(values, None)
                 if missing.any():
                     values = values.copy()
-                    values[missing] = fill
-            else:
-                with np.errstate(over="ignore"):  # an overflow is refused just below
-                    values = values.astype(np.float32)
-                if np.isinf(values).any():  # the checks pass only finite numbers: these overflowed float32
-                    raise BeyondFloat32(f"{rule.name} beyond the float32 range")
-            feed[rule.name] = values.reshape(-1, 1)
+                    values[missing] = self.text_fills.get(rule.name)
+                feed[rule.name] = values.reshape(-1, 1)
         # The graph computes in float32: in float64 and rescaled, each row's probabilities sum to 1 again.
         probabilities = self.session.run([self.output], feed)[0].astype(np.float64)
         return probabilities / probabilities.sum(axis=1, keepdims=True)
@@ -163,19 +152,10 @@ def convert(pipeline: Pipeline, rules: list[FieldRule]) -> OnnxPipeline:
         graph = to_onnx(adapted, initial_types=inputs, options={id(adapted.steps[-1][1]): {"zipmap": False}})
         session = onnxruntime.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # skl2onnx and ONNX Runtime raise many types for what they cannot handle
-        raise NotConvertible(_one_line(exc)) from exc
+        raise NotConvertible(one_line(exc)) from exc
     return OnnxPipeline(session, rules, fills, session.get_outputs()[1].name)
 
 
 def checked(pipeline: Pipeline, rules: list[FieldRule]) -> OnnxPipeline:
-    """The converted pipeline, once it gave scikit-learn's probabilities on the probe rows within ``TOLERANCE``."""
-    onnx = convert(pipeline, rules)
-    rows = probe_rows(pipeline, rules)
-    try:
-        served = onnx.predict_proba(rows)
-    except Exception as exc:  # whatever ONNX Runtime cannot score, scikit-learn serves
-        raise NotConvertible(f"ONNX Runtime failed on probe rows: {_one_line(exc)}") from exc
-    difference = float(np.abs(served - pipeline.predict_proba(frame_of(rows, rules))).max())
-    if not difference <= TOLERANCE:
-        raise NotConvertible(f"ONNX Runtime differs from scikit-learn by {difference:.3g} on probe rows")
-    return onnx
+    """The converted pipeline, once it passed the guard (``services.compiled.agreeing``)."""
+    return agreeing(convert(pipeline, rules), pipeline, rules, "ONNX Runtime")

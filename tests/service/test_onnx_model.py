@@ -1,8 +1,10 @@
-"""ONNX Runtime serves every candidate type compiled, only with scikit-learn's answers; otherwise scikit-learn."""
+"""Every candidate type is served compiled (the linear form or ONNX Runtime), only with scikit-learn's answers;
+otherwise scikit-learn."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from datetime import UTC, date, datetime
 from typing import get_args
 
@@ -12,10 +14,11 @@ import pytest
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import KBinsDiscretizer
 
 from mlops_core.profile import profile_frame
 from mlops_core.settings import CandidateName
-from services import hgb_onnx, onnx_model
+from services import compiled, hgb_onnx, linear_model, onnx_model
 from services.inputs import FieldRule, build_rules, check_row, frame_of
 from services.models import ServedModel, runtime_for
 from services.probes import probe_rows
@@ -25,6 +28,8 @@ from stages.training.tracking import model_signature
 
 FEATURES_DROPPED = ("defaulted", "applicant_id", "application_ts")
 CANDIDATES = get_args(CandidateName)
+# The compiled form each built-in candidate type is served by.
+COMPILED_BY = {"logistic_regression": linear_model.RUNTIME, "random_forest": "onnx", "hist_gradient_boosting": "onnx"}
 
 
 @pytest.fixture(scope="module")
@@ -73,20 +78,24 @@ def served_rows(rules: list[FieldRule]) -> list[dict]:
 def test_every_candidate_is_served_compiled_with_scikit_learn_probabilities(fitted, name):
     """A built-in candidate type that falls back to scikit-learn fails here, whatever the reason."""
     pipeline, rules = fitted[name]
-    onnx, runtime = runtime_for(pipeline, rules, "onnx")
-    assert runtime == "onnx", runtime
+    form, runtime = runtime_for(pipeline, rules, "onnx")
+    assert runtime == COMPILED_BY[name], runtime
     rows = served_rows(rules)
     assert any(row["home_ownership"] is None for row in rows) and any(np.isnan(row["annual_income"]) for row in rows)
-    served = onnx.predict_proba(rows)
+    served = form.predict_proba(rows)
     reference = pipeline.predict_proba(frame_of(rows, rules))
     assert served.dtype == np.float64 and served.shape == reference.shape == (len(rows), 2)
-    np.testing.assert_allclose(served, reference, rtol=0, atol=onnx_model.TOLERANCE)
+    np.testing.assert_allclose(served, reference, rtol=0, atol=compiled.TOLERANCE)
     assert (served.argmax(axis=1) == reference.argmax(axis=1)).all()
     np.testing.assert_allclose(served.sum(axis=1), 1.0, rtol=0, atol=1e-12)
 
 
+def test_every_candidate_type_has_its_compiled_form_named():
+    assert set(COMPILED_BY) == set(CANDIDATES)
+
+
 def test_the_guard_holds_compiled_models_to_a_millionth():
-    assert onnx_model.TOLERANCE == 1e-6
+    assert compiled.TOLERANCE == 1e-6
 
 
 @pytest.mark.parametrize("name", CANDIDATES)
@@ -172,7 +181,7 @@ def test_missing_values_reaching_the_trees_take_scikit_learns_branch(trees_see_m
     assert runtime == "onnx", runtime
     rows = served_rows(rules)
     np.testing.assert_allclose(
-        onnx.predict_proba(rows), pipeline.predict_proba(frame_of(rows, rules)), rtol=0, atol=onnx_model.TOLERANCE
+        onnx.predict_proba(rows), pipeline.predict_proba(frame_of(rows, rules)), rtol=0, atol=compiled.TOLERANCE
     )
 
     def flipped(attrs):
@@ -198,11 +207,55 @@ def test_a_candidate_that_cannot_compile_is_served_by_scikit_learn_with_a_one_li
     assert "\n" not in runtime
 
 
-def test_a_graph_that_disagrees_is_not_served(fitted, monkeypatch):
+def test_a_compiled_form_that_disagrees_is_not_served(fitted, monkeypatch):
     pipeline, rules = fitted["logistic_regression"]
-    monkeypatch.setattr(onnx_model, "TOLERANCE", -1.0)  # no graph can be that close
-    onnx, runtime = runtime_for(pipeline, rules, "onnx")
-    assert onnx is None and "differs from scikit-learn" in runtime
+    monkeypatch.setattr(compiled, "TOLERANCE", -1.0)  # no compiled form can be that close
+    form, runtime = runtime_for(pipeline, rules, "onnx")
+    assert form is None and "differs from scikit-learn" in runtime
+
+
+def test_a_linear_form_with_a_wrong_term_is_not_served_and_onnx_runtime_serves(fitted, monkeypatch):
+    pipeline, rules = fitted["logistic_regression"]
+    convert = linear_model.convert
+
+    def unseen_as_missing(pipeline, rules):
+        form = convert(pipeline, rules)
+        return dataclasses.replace(form, texts=[(name, table, 0.0) for name, table, _ in form.texts])
+
+    monkeypatch.setattr(linear_model, "convert", unseen_as_missing)
+    form, runtime = runtime_for(pipeline, rules, "onnx")
+    assert runtime == "onnx" and isinstance(form, onnx_model.OnnxPipeline)
+
+
+def test_only_per_column_preprocessing_and_a_binary_logistic_regression_take_the_linear_form(fitted):
+    for name in ("random_forest", "hist_gradient_boosting"):
+        with pytest.raises(compiled.NotConvertible, match="logistic regression"):
+            linear_model.convert(*fitted[name])
+    pipeline, rules = fitted["logistic_regression"]
+    binned = copy.deepcopy(pipeline)
+    numeric = binned.named_steps["preprocess"].transformers_[0][1]
+    numeric.steps.append(("bins", KBinsDiscretizer(n_bins=3)))
+    with pytest.raises(compiled.NotConvertible, match="one by one"):
+        linear_model.convert(binned, rules)
+
+
+def test_numbers_beyond_float64_terms_are_scored_by_scikit_learn(fitted):
+    pipeline, rules = fitted["logistic_regression"]
+    form, runtime = runtime_for(pipeline, rules, "onnx")
+    model = ServedModel("m", 1, "1.0.0", pipeline, rules, [0, 1], datetime.now(UTC), compiled=form, runtime=runtime)
+    rows = served_rows(rules)[:3]
+    steepest = int(np.abs(form.slopes).argmax())  # a standardised column of small spread: its slope exceeds 1
+    assert abs(form.slopes[steepest]) > 1
+    rows[1][form.numbers[steepest]] = 1e308
+    with pytest.raises(compiled.Uncompiled):
+        form.predict_proba(rows)
+    try:
+        reference = pipeline.predict_proba(frame_of(rows, rules))
+    except ValueError:  # scikit-learn refuses the overflow itself: the service answers 422 (champion_scores)
+        with pytest.raises(ValueError):
+            model.predict_proba(rows)
+    else:
+        np.testing.assert_allclose(model.predict_proba(rows), reference)
 
 
 def test_settings_can_ask_for_scikit_learn(fitted):
@@ -225,8 +278,8 @@ def test_a_missing_text_value_is_scored_as_in_training(fitted):
 def test_numbers_beyond_float32_are_scored_by_scikit_learn(fitted):
     """The graph takes float32: a finite float64 beyond its range would overflow to infinity there."""
     pipeline, rules = fitted["logistic_regression"]
-    onnx, runtime = runtime_for(pipeline, rules, "onnx")
-    model = ServedModel("m", 1, "1.0.0", pipeline, rules, [0, 1], datetime.now(UTC), onnx=onnx, runtime=runtime)
+    onnx = onnx_model.checked(pipeline, rules)
+    model = ServedModel("m", 1, "1.0.0", pipeline, rules, [0, 1], datetime.now(UTC), compiled=onnx, runtime="onnx")
     rows = served_rows(rules)[:3]
     rows[1]["annual_income"] = 1e39
     with pytest.raises(onnx_model.BeyondFloat32):

@@ -1,0 +1,134 @@
+"""A logistic regression on per-column preprocessing, scored as a sum of per-column terms in float64 numpy.
+
+The project's linear candidate is ``ColumnTransformer([imputer (+ missing indicator), scaler] on numbers,
+[imputer, one-hot encoder] on text) -> LogisticRegression``. Every one of those transformers acts on one column
+at a time and the model is linear, so its decision is an intercept plus one term per input column: for a
+number, ``slope * x + offset`` when present and nothing when missing (relative to an all-missing row); for a
+text value, a number looked up per category (an unseen one shares one term). The terms are read off the
+fitted pipeline's own ``decision_function`` on rows that differ in one column, so they include whatever the
+imputers, scalers, indicators and encoder (infrequent categories too) do; the probabilities are scikit-learn's
+binary formula on that decision. ONNX Runtime runs the same pipeline as a graph of 50 nodes fed one tensor per
+column, text as string tensors: 10 ms for 10,000 rows where this takes 3 ms, and 110 us for one row
+where this takes 24 us.
+
+The form serves only after the guard of ``services.compiled`` (scikit-learn's probabilities within a millionth
+on the probe rows); any other pipeline shape is ``NotConvertible`` here and goes on to ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.special import expit
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from services.compiled import NotConvertible, Uncompiled, agreeing
+from services.inputs import Columns, FieldRule, columns_of, frame_of
+from services.probes import UNSEEN_CATEGORY
+
+RUNTIME = "linear"
+# Transformers that act on each column alone, by the kind of column they may see: the decision is then a sum of
+# per-column terms, affine in each number.
+_PER_COLUMN = {"number": (SimpleImputer, StandardScaler), "string": (SimpleImputer, OneHotEncoder)}
+
+
+@dataclass(frozen=True)
+class LinearPipeline:
+    """The decision as ``intercept + sum of column terms`` (see the module); binary classes only."""
+
+    rules: list[FieldRule]
+    intercept: float
+    numbers: list[str]
+    slopes: np.ndarray
+    offsets: np.ndarray
+    texts: list[tuple[str, dict[Any, float], float]]  # column, term per known category (None: 0.0), unseen term
+
+    def predict_proba(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        """Rows checked by ``services.inputs.check_row`` (a missing number is NaN, missing text None)."""
+        return self.predict_columns(columns_of(rows, self.rules))
+
+    def predict_columns(self, columns: Columns) -> np.ndarray:
+        """Checked columns (``services.inputs.Columns``)."""
+        values = np.column_stack([columns[name] for name in self.numbers])
+        with np.errstate(over="ignore", invalid="ignore"):
+            terms = values * self.slopes + self.offsets
+            decision = np.where(np.isnan(values), 0.0, terms).sum(axis=1) + self.intercept
+        for name, table, unseen in self.texts:
+            column = columns[name]
+            decision += np.fromiter(map(table.get, column, itertools.repeat(unseen)), np.float64, len(column))
+        if not np.isfinite(decision).all():  # a number so large that a term overflowed
+            raise Uncompiled("a term beyond the float64 range")
+        positive = expit(decision)
+        return np.column_stack([1.0 - positive, positive])
+
+
+def _check_shape(pipeline: Any, rules: list[FieldRule]) -> None:
+    """Raises ``NotConvertible`` unless the pipeline is per-column preprocessing and a binary logistic regression."""
+    if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 2:
+        raise NotConvertible("not a two-step pipeline")
+    preprocess, model = pipeline.steps[0][1], pipeline.steps[1][1]
+    if not isinstance(model, LogisticRegression) or len(model.classes_) != 2:
+        raise NotConvertible("not a binary logistic regression")
+    if not isinstance(preprocess, ColumnTransformer):
+        raise NotConvertible("no ColumnTransformer before the model")
+    kinds = {rule.name: rule.kind for rule in rules}
+    for _, transformer, columns in preprocess.transformers_:
+        if transformer == "drop":
+            continue
+        column_kinds = {"number" if kinds.get(c) == "integer" else str(kinds.get(c)) for c in columns}
+        steps = [step for _, step in transformer.steps] if isinstance(transformer, Pipeline) else [transformer]
+        allowed = _PER_COLUMN.get(column_kinds.pop()) if len(column_kinds) == 1 else None
+        if allowed is None or not all(type(step) in allowed for step in steps):
+            raise NotConvertible(f"the columns {list(columns)} are not imputed, scaled or one-hot encoded one by one")
+
+
+def _categories(pipeline: Pipeline, column: str) -> list[Any]:
+    """The text values the fitted one-hot encoder knows for ``column`` (infrequent ones included)."""
+    for _, transformer, columns in pipeline.steps[0][1].transformers_:
+        if column in list(columns) and isinstance(transformer, Pipeline):
+            encoder = transformer.steps[-1][1]
+            return list(encoder.categories_[list(columns).index(column)])
+    raise NotConvertible(f"no one-hot encoder for the text column {column!r}")
+
+
+def convert(pipeline: Any, rules: list[FieldRule]) -> LinearPipeline:
+    """The per-column terms, read off ``pipeline.decision_function`` (see the module)."""
+    _check_shape(pipeline, rules)
+    if any(rule.kind not in ("number", "integer", "string") for rule in rules):
+        raise NotConvertible("a column of a kind other than number or text")
+    empty = {rule.name: (None if rule.kind == "string" else np.nan) for rule in rules}
+    numbers = [rule.name for rule in rules if rule.kind != "string"]
+    texts = [rule.name for rule in rules if rule.kind == "string"]
+    probes = [empty]
+    for name in numbers:
+        probes += [{**empty, name: 0.0}, {**empty, name: 1.0}]
+    known = {name: _categories(pipeline, name) for name in texts}
+    for name in texts:
+        probes += [{**empty, name: value} for value in [*known[name], UNSEEN_CATEGORY]]
+    decisions = pipeline.decision_function(frame_of(probes, rules))
+    if not np.isfinite(decisions).all():
+        raise NotConvertible("the pipeline cannot score a row with every value missing")
+    base, at = float(decisions[0]), iter(decisions[1:].tolist())
+    zeros, ones = [], []
+    for _ in numbers:
+        zeros.append(next(at) - base)
+        ones.append(next(at) - base)
+    terms = []
+    for name in texts:
+        table: dict[Any, float] = {value: next(at) - base for value in known[name]}
+        unseen = next(at) - base
+        terms.append((name, {**table, None: 0.0}, unseen))
+    slopes = np.array(ones) - np.array(zeros)
+    return LinearPipeline(rules, base, numbers, slopes, np.array(zeros), terms)
+
+
+def checked(pipeline: Any, rules: list[FieldRule]) -> LinearPipeline:
+    """The linear form, once it passed the guard (``services.compiled.agreeing``)."""
+    return agreeing(convert(pipeline, rules), pipeline, rules, "the linear form")
