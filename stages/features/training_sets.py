@@ -34,7 +34,7 @@ materialisations = Table(
 )
 
 # Rows per write to the online store: bounds the memory of one write and lets progress show in the logs.
-MATERIALIZE_BATCH_ROWS = 10_000
+MATERIALIZE_BATCH_ROWS = 5_000
 
 
 @dataclass(frozen=True)
