@@ -96,6 +96,13 @@ class _Generator:
         self.finished = 0
         self.all_done = asyncio.get_running_loop().create_future()
 
+    def open_connection(self) -> None:
+        """One more connection, once it is open it takes the oldest waiting request (bounded by
+        ``max_connections``)."""
+        if self.connections < self.max_connections:
+            self.connections += 1
+            asyncio.get_running_loop().create_task(self.connect())
+
     def send(self, index: int, due: float) -> None:
         if self.idle:
             # The connection idle longest, not the one freed last: a pool that reuses its most recent connection
@@ -105,9 +112,7 @@ class _Generator:
             self._send_on(self.idle.popleft(), index, due)
             return
         self.waiting.append((index, due))
-        if self.connections < self.max_connections:
-            self.connections += 1
-            asyncio.get_running_loop().create_task(self.connect())
+        self.open_connection()
 
     async def connect(self) -> None:
         try:
@@ -130,10 +135,11 @@ class _Generator:
         else:
             self.idle.append(connection)
 
-    def answered(self, connection: _Connection, status: int) -> None:
+    def answered(self, connection: _Connection, status: int, *, reusable: bool) -> None:
         index, due = self.in_flight.pop(connection)
         self.done(index, due, failed=status != 200)
-        self.free(connection)
+        if reusable:
+            self.free(connection)
 
     def lost(self, connection: _Connection) -> None:
         self.connections -= 1
@@ -141,6 +147,8 @@ class _Generator:
             self.idle.remove(connection)
         if connection in self.in_flight:
             self.done(*self.in_flight.pop(connection), failed=True)
+        if self.waiting:  # a server closing connections would otherwise leave them waiting for a new request
+            self.open_connection()
 
     def done(self, index: int, due: float, *, failed: bool) -> None:
         if index >= self.warmup:
@@ -151,17 +159,13 @@ class _Generator:
             self.all_done.set_result(None)
 
 
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection with at most one request in flight."""
+class _HttpConnection(asyncio.Protocol):
+    """A keep-alive connection whose answers httptools parses as they arrive; ``answered`` is called with each
+    complete answer's status, and the connection closes when the server will not keep it."""
 
-    def __init__(self, generator: _Generator) -> None:
-        self.generator = generator
+    def __init__(self) -> None:
         self.transport: asyncio.Transport
         self.parser = httptools.HttpResponseParser(self)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.generator.free(self)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -170,10 +174,28 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     def on_message_complete(self) -> None:  # httptools' callback: the whole answer is in
-        status = self.parser.get_status_code()
-        keep = self.parser.should_keep_alive()
+        status, keep = self.parser.get_status_code(), self.parser.should_keep_alive()
         self.parser = httptools.HttpResponseParser(self)
-        self.generator.answered(self, status)
+        self.answered(status, keep)
+
+    def answered(self, status: int, keep: bool) -> None:
+        """Record the answer; ``keep``: the server keeps the connection open for another request."""
+        raise NotImplementedError
+
+
+class _Connection(_HttpConnection):
+    """One open-loop connection with at most one request in flight."""
+
+    def __init__(self, generator: _Generator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.generator.free(self)
+
+    def answered(self, status: int, keep: bool) -> None:
+        self.generator.answered(self, status, reusable=keep)
         if not keep:
             self.transport.close()
 
@@ -240,13 +262,12 @@ class ClosedLoopResult:
         return self.requests / self.seconds
 
 
-class _Client(asyncio.Protocol):
+class _Client(_HttpConnection):
     """One closed-loop client: a keep-alive connection that sends its next request when the last one is answered."""
 
     def __init__(self, loop: _ClosedLoop, request: bytes) -> None:
+        super().__init__()
         self.loop, self.request = loop, request
-        self.transport: asyncio.Transport
-        self.parser = httptools.HttpResponseParser(self)
         self.sent = 0.0
         self.in_flight = False
         self.closed = asyncio.get_running_loop().create_future()
@@ -259,22 +280,14 @@ class _Client(asyncio.Protocol):
         self.sent, self.in_flight = time.perf_counter(), True
         self.transport.write(self.request)
 
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self.transport.close()
-
-    def on_message_complete(self) -> None:
+    def answered(self, status: int, keep: bool) -> None:
         now = time.perf_counter()
         self.in_flight = False
-        self.loop.record(now - self.sent, failed=self.parser.get_status_code() != 200)
-        keep = self.parser.should_keep_alive()
-        self.parser = httptools.HttpResponseParser(self)
-        if not keep or now >= self.loop.deadline:
-            self.transport.close()
-        else:
+        self.loop.record(now - self.sent, failed=status != 200)
+        if keep and now < self.loop.deadline:
             self.fire()
+        else:
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.in_flight:  # lost with a request in flight

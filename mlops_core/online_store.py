@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from feast.protos.feast.types.Value_pb2 import Value as ValueProto
     from feast.repo_config import RepoConfig
 
-# The columns of Feast's SQLite table that a plain store writes (Feast's order), and its upsert statement.
+# The columns of Feast's SQLite table that a plain store writes, in Feast's order (``_upsert`` writes them).
 _COLUMNS = ("entity_key", "feature_name", "value", "value_text", "event_ts", "created_ts")
 
 

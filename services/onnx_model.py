@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -106,6 +107,11 @@ class OnnxPipeline:
     text_fills: dict[str, str]
     output: str
 
+    @cached_property
+    def numbers(self) -> list[str]:
+        """The numeric inputs, in the graph's order: named once, not on every request."""
+        return [rule.name for rule in self.rules if rule.kind != "string"]
+
     def predict_proba(self, rows: list[dict[str, Any]]) -> np.ndarray:
         """Rows checked by ``services.inputs.check_row`` (a missing number is NaN, missing text None)."""
         return self.predict_columns(columns_of(rows, self.rules))
@@ -114,7 +120,7 @@ class OnnxPipeline:
         """Checked columns (``services.inputs.Columns``). The numbers go to float32 as one block, one row per
         column, each input a view of its row: one conversion and one overflow check, not one per column (for a
         single row, the per-column array operations cost more than the graph itself)."""
-        numbers = [rule.name for rule in self.rules if rule.kind != "string"]
+        numbers = self.numbers
         with np.errstate(over="ignore"):  # an overflow is refused just below
             block = np.vstack([columns[name] for name in numbers]).astype(np.float32)
         if np.isinf(block).any():  # the checks pass only finite numbers: these overflowed float32

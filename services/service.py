@@ -272,6 +272,11 @@ def flag_notes(flags: list[list[Problem]]) -> list[str | None]:
     return [orjson.dumps([p.as_dict() for p in row_flags]).decode() if row_flags else None for row_flags in flags]
 
 
+def model_identity(model: ServedModel) -> dict[str, Any]:
+    """The log's columns naming the model that answered."""
+    return {"model_name": model.name, "model_version": model.version, "model_semver": model.semver}
+
+
 def log_records(
     model: ServedModel,
     variant: str,
@@ -293,7 +298,7 @@ def log_records(
         flag_notes(flags),
         paired_ids or [None] * len(ids),
     )
-    shared = {"model_name": model.name, "model_version": model.version, "model_semver": model.semver}
+    shared = model_identity(model)
     records = [{**row, **shared, "variant": variant, **common} for row in rows]
     return records, Answers.of(model, variant, ids, probabilities, flags, common.get("ts", utc_now()))
 
@@ -311,7 +316,6 @@ def batch_log(
     inserts are left to the journal's expansion, after the answer."""
     batch_id = new_batch_id()
     ids = batch_prediction_ids(batch_id, len(probabilities))
-    identity = {"model_name": model.name, "model_version": model.version, "model_semver": model.semver}
     record = batch_record(
         batch_id,
         columns,
@@ -320,7 +324,7 @@ def batch_log(
         flag_notes(flags),
         paired_ids,
         variant=variant,
-        **identity,
+        **model_identity(model),
         **common,
     )
     return [record], Answers.of(model, variant, ids, probabilities, flags, common["ts"])

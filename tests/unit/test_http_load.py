@@ -75,6 +75,16 @@ def test_the_open_loop_sends_on_schedule_and_records_every_answer() -> None:
     assert result.client_cpu_ms > 0
 
 
+def test_a_server_closing_each_connection_loses_no_request() -> None:
+    """``Connection: close`` after every answer: the next request goes on a new connection, not the closing one."""
+
+    async def closing(head: bytes) -> bytes:
+        return answer_with(200, close=True)
+
+    result = run(closing, lambda url: open_loop(url, b"{}", [{}], rate=200, seconds=0.4, warmup_seconds=0))
+    assert result.sent == 80 and len(result.latencies_ms) == 80 and result.errors == 0
+
+
 def test_a_light_load_rotates_through_the_open_connections() -> None:
     """At a rate one connection could carry, requests still spread over every open connection (which the service's
     workers accepted between them), not down the one freed last."""
