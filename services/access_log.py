@@ -7,11 +7,14 @@ passed the guard, and for an answer of 400 or more the ``error`` code of the pro
 keys nor request bodies are written. Status 0 means no answer left the routes and the guard: the request was
 cancelled (BentoML's traffic timeout then answers 504) or the client went away.
 
-The middleware only puts the line's time and fields on a queue; a ``QueueListener`` thread makes the log record,
-formats and writes it. (``Logger.info`` on the request's path cost about 0.1 ms a request, 8 % of a single-row
-request's CPU: the record's creation looks up the caller's frame, thread and process names.) Every worker appends to the same file: one ``write`` per line in append mode, so lines of different workers
-do not interleave; the file is reopened when log rotation moves it. It replaces BentoML's own access log, which
-writes on the event loop.
+The middleware only puts the line's time and fields on a queue; a writer thread makes the log records, formats
+and writes them. (``Logger.info`` on the request's path cost about 0.1 ms a request, 8 % of a single-row
+request's CPU: the record's creation looks up the caller's frame, thread and process names.) The thread wakes
+every ``WRITE_INTERVAL_S`` and writes what is queued, rather than waking for each line: at a moderate request
+rate, where requests rarely share a wake-up, a wake-up per line cost about 0.2 ms of CPU a request. Every
+worker appends to the same file: one ``write`` per line in append mode, so lines of different workers do not
+interleave; the file is reopened when log rotation moves it. It replaces BentoML's own access log, which writes
+on the event loop.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
-from logging.handlers import QueueListener, WatchedFileHandler
+from logging.handlers import WatchedFileHandler
 from typing import Any
 
 import bentoml
@@ -35,18 +38,42 @@ from mlops_core.settings import Settings, get_settings
 MAX_PATH = 500  # characters of a path kept: probes send very long ones
 MAX_ERROR_BODY = 65_536  # bytes of an error body searched for its code; the project's errors are far smaller
 LOGGER = "mlops.access"  # the records' logger name; they go to the access log's file or stream only
+WRITE_INTERVAL_S = 0.1  # how long a line may wait in the queue for the writer thread
 
 
 # A line's time (``time.time()``) and fields, as the middleware queues them.
 Entry = tuple[float, dict[str, Any]]
 
 
-class _Lines(QueueListener):
-    """Turns each queued entry into the log record its handler formats, in the writer thread."""
+class _Writer:
+    """The thread that writes the queued lines through ``handler``, every ``WRITE_INTERVAL_S`` and once more when
+    stopped."""
 
-    def prepare(self, entry: Entry) -> logging.LogRecord:  # type: ignore[override]
-        created, fields = entry
-        return logging.makeLogRecord({"name": LOGGER, "levelno": logging.INFO, "msg": fields, "created": created})
+    def __init__(self, handler: logging.Handler) -> None:
+        self.handler = handler
+        self.entries: queue.SimpleQueue[Entry] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="access-log-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+        self.handler.close()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(WRITE_INTERVAL_S):
+            self._write_queued()
+        self._write_queued()
+
+    def _write_queued(self) -> None:
+        while True:
+            try:
+                created, fields = self.entries.get_nowait()
+            except queue.Empty:
+                return
+            record = {"name": LOGGER, "levelno": logging.INFO, "msg": fields, "created": created}
+            self.handler.handle(logging.makeLogRecord(record))
 
 
 class JsonLine(logging.Formatter):
@@ -56,39 +83,36 @@ class JsonLine(logging.Formatter):
 
 
 _lock = threading.Lock()
-_listener: QueueListener | None = None
+_writer: _Writer | None = None
 _entries: queue.SimpleQueue[Entry] | None = None
 
 
 def start(settings: Settings) -> bool:
     """Start this process's writer thread once, as the settings say; False when the access log is off."""
-    global _listener, _entries
+    global _writer, _entries
     mode = settings.service.access_log
     if mode == "off":
         return False
     with _lock:
-        if _listener is None:
+        if _writer is None:
             if mode == "file":
                 settings.access_log_file.parent.mkdir(parents=True, exist_ok=True)
                 target: logging.Handler = WatchedFileHandler(settings.access_log_file, encoding="utf-8")
             else:
                 target = logging.StreamHandler(sys.stderr)
             target.setFormatter(JsonLine())
-            _entries = queue.SimpleQueue()
-            _listener = _Lines(_entries, target)
-            _listener.start()
+            _writer = _Writer(target)
+            _entries = _writer.entries
     return True
 
 
 def stop() -> None:
     """Write what is queued, then stop the writer thread (the worker is shutting down)."""
-    global _listener, _entries
+    global _writer, _entries
     with _lock:
-        if _listener is not None:
-            _listener.stop()
-            for handler in _listener.handlers:
-                handler.close()
-            _listener = _entries = None
+        if _writer is not None:
+            _writer.stop()
+            _writer = _entries = None
 
 
 def error_code(body: bytes) -> str | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from mlops_core import db
-from mlops_core.prediction_log import EventLoopWriter, engine_for, predictions, row_writer
+from mlops_core.prediction_log import CHECKPOINT_COMMITS, EventLoopWriter, engine_for, predictions, row_writer
 
 ROWS_PER_PROCESS = 600
 
@@ -119,4 +119,58 @@ def test_a_commit_while_another_writer_holds_the_file_goes_through_the_thread(tm
     assert pending and done
     with engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(predictions)).scalar() == 1
+    engine.dispose()
+
+
+def test_a_short_lock_is_waited_out_on_the_loop(tmp_path: Path) -> None:
+    """The other worker's commit or a checkpoint holds the file for a few ms: the rows wait on the loop, retried
+    each millisecond, instead of going to the writer thread (and SQLite's 1, 2, 5 ms busy sleeps)."""
+    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    engine = engine_for(url)
+    writer = row_writer(engine, predictions)
+    assert isinstance(writer, EventLoopWriter)
+    handed_over: list[object] = []
+    thread_submit = writer._thread.submit
+    writer._thread.submit = lambda rows: handed_over.append(rows) or thread_submit(rows)  # type: ignore[method-assign]
+    other = sqlite3.connect(tmp_path / "predictions.db", isolation_level=None, check_same_thread=False)
+
+    async def request_during_a_short_lock() -> None:
+        other.execute("BEGIN IMMEDIATE")
+        asyncio.get_running_loop().call_later(0.005, other.execute, "COMMIT")
+        await asyncio.wait_for(writer.submit([row()]), 10)
+
+    try:
+        asyncio.run(request_during_a_short_lock())
+    finally:
+        writer.close()
+        other.close()
+    assert handed_over == []
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(predictions)).scalar() == 1
+    engine.dispose()
+
+
+def test_checkpoints_start_the_wal_over_while_commits_go_on(tmp_path: Path) -> None:
+    """Commits keep landing while the writer thread checkpoints; the WAL file still starts over instead of growing
+    with every commit."""
+    path = tmp_path / "predictions.db"
+    engine = engine_for(f"sqlite:///{path}")
+    writer = row_writer(engine, predictions)
+    commits = 4 * CHECKPOINT_COMMITS
+    sizes: list[int] = []
+
+    async def one_commit_after_another() -> None:
+        for i in range(commits):
+            await writer.submit([row()])
+            if i == 99:
+                sizes.append(Path(f"{path}-wal").stat().st_size)
+
+    try:
+        asyncio.run(one_commit_after_another())
+    finally:
+        writer.close()
+    bytes_per_commit = sizes[0] / 100  # before the first checkpoint
+    assert Path(f"{path}-wal").stat().st_size < 0.6 * commits * bytes_per_commit
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(predictions)).scalar() == commits
     engine.dispose()
