@@ -190,6 +190,13 @@ class ServiceSettings(BaseModel):
         description="How long a starting worker waits for its champion model before it takes connections; after "
         "that it answers 503 not_ready until one loads. Keep it below the liveness probe's budget.",
     )
+    rebalance_in_flight: int = Field(
+        default=8,
+        ge=0,
+        description="A worker with more requests than this in progress answers one with Connection: close (at most "
+        "one each 50 ms), so its client reconnects to whichever worker is ready: the workers share one listening "
+        "socket and a client pool's connections can all land on one; 0: never.",
+    )
     access_log: Literal["file", "stderr", "off"] = Field(
         default="file", description="One JSON line per request: to access_log_file, to stderr, or nowhere."
     )

@@ -1,7 +1,8 @@
 """What every compiled form of a pipeline shares: the guard it passes before it serves, and how it gives up.
 
 A compiled form (``services.linear_model``, ``services.onnx_model``) serves only after it reproduced
-scikit-learn's probabilities within ``TOLERANCE`` on the probe rows of ``services.probes``; a form that cannot
+scikit-learn's probabilities within ``TOLERANCE`` on the probe rows of ``services.probes``, scored together and
+each alone; a form that cannot
 be built or that disagrees raises ``NotConvertible`` with a one-line reason, and scikit-learn serves.
 """
 
@@ -46,9 +47,12 @@ def agreeing(compiled: C, pipeline: Any, rules: list[FieldRule], runtime: str) -
     rows = probe_rows(pipeline, rules)
     try:
         served = compiled.predict_proba(rows)
+        # Each row alone too: a request's single row may take another path through the form (the linear one's).
+        alone = np.vstack([compiled.predict_proba([row]) for row in rows])
     except Exception as exc:  # whatever the compiled form cannot score, scikit-learn serves
         raise NotConvertible(f"{runtime} failed on probe rows: {one_line(exc)}") from exc
-    difference = float(np.abs(served - pipeline.predict_proba(frame_of(rows, rules))).max())
+    expected = pipeline.predict_proba(frame_of(rows, rules))
+    difference = max(float(np.abs(served - expected).max()), float(np.abs(alone - expected).max()))
     if not difference <= TOLERANCE:
         raise NotConvertible(f"{runtime} differs from scikit-learn by {difference:.3g} on probe rows")
     return compiled

@@ -18,6 +18,7 @@ on the probe rows); any other pipeline shape is ``NotConvertible`` here and goes
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from services.compiled import NotConvertible, Uncompiled, agreeing
-from services.inputs import Columns, FieldRule, columns_of, frame_of
+from services.inputs import Columns, FieldRule, columns_of, frame_of, row_count
 from services.probes import UNSEEN_CATEGORY
 
 RUNTIME = "linear"
@@ -56,6 +57,8 @@ class LinearPipeline:
 
     def predict_columns(self, columns: Columns) -> np.ndarray:
         """Checked columns (``services.inputs.Columns``)."""
+        if row_count(columns) == 1:
+            return self._predict_one(columns)
         values = np.column_stack([columns[name] for name in self.numbers])
         with np.errstate(over="ignore", invalid="ignore"):
             terms = values * self.slopes + self.offsets
@@ -67,6 +70,26 @@ class LinearPipeline:
             raise Uncompiled("a term beyond the float64 range")
         positive = expit(decision)
         return np.column_stack([1.0 - positive, positive])
+
+    def _predict_one(self, columns: Columns) -> np.ndarray:
+        """One row (a /predict request) in Python floats: the same terms and formula as the columns' path, the
+        numbers' terms added in another order (a few units in the last place apart; the guard scores its probe
+        rows alone too). About 5 us, where numpy's fixed cost per call makes the columns' path 50 us."""
+        decision = 0.0
+        for name, slope, offset in zip(self.numbers, self.slopes.tolist(), self.offsets.tolist(), strict=True):
+            value = float(columns[name][0])
+            if value == value:  # not NaN: a missing number adds nothing
+                decision += value * slope + offset
+        decision += self.intercept
+        for name, table, unseen in self.texts:
+            decision += table.get(columns[name][0], unseen)
+        if not math.isfinite(decision):
+            raise Uncompiled("a term beyond the float64 range")
+        try:
+            positive = 1.0 / (1.0 + math.exp(-decision))  # scipy's expit
+        except OverflowError:  # exp of more than 709: expit is 0.0 there
+            positive = 0.0
+        return np.array([[1.0 - positive, positive]])
 
 
 def _check_shape(pipeline: Any, rules: list[FieldRule]) -> None:

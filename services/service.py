@@ -51,6 +51,7 @@ from mlops_core.prediction_log import (
 )
 from mlops_core.settings import ServiceSettings, get_settings
 from services import access_log
+from services.balance import ConnectionBalance
 from services.columnar import (
     BATCH_MEDIA_TYPES,
     JSON,
@@ -661,6 +662,7 @@ class PredictionService:
 
 # The first added is the outer one: the access log also sees what the guard refuses.
 PredictionService.add_asgi_middleware(access_log.AccessLog)
+PredictionService.add_asgi_middleware(ConnectionBalance)
 PredictionService.add_asgi_middleware(Guard, runtime=runtime)
 # Inside the guard: the page is open or closed by the same open_paths setting as every other route.
 PredictionService.add_asgi_middleware(ServicePage)

@@ -227,6 +227,30 @@ def test_a_linear_form_with_a_wrong_term_is_not_served_and_onnx_runtime_serves(f
     assert runtime == "onnx" and isinstance(form, onnx_model.OnnxPipeline)
 
 
+def test_a_single_row_is_scored_by_the_linear_forms_own_path_with_the_same_answers(fitted):
+    pipeline, rules = fitted["logistic_regression"]
+    form = linear_model.checked(pipeline, rules)
+    rows = served_rows(rules)
+    together = form.predict_proba(rows)
+    alone = np.vstack([form.predict_proba([row]) for row in rows])
+    np.testing.assert_allclose(alone, together, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(alone, pipeline.predict_proba(frame_of(rows, rules)), rtol=0, atol=compiled.TOLERANCE)
+    extreme = {**rows[0], form.numbers[int(np.abs(form.slopes).argmax())]: 1e308}
+    with pytest.raises(compiled.Uncompiled):
+        form.predict_proba([extreme])
+
+
+def test_the_guard_scores_each_probe_row_alone_too(fitted, monkeypatch):
+    """A form whose single-row path disagrees is not served, though the same rows scored together agree."""
+    pipeline, rules = fitted["logistic_regression"]
+    one_row = linear_model.LinearPipeline._predict_one
+    monkeypatch.setattr(
+        linear_model.LinearPipeline, "_predict_one", lambda form, columns: one_row(form, columns)[:, ::-1]
+    )
+    form, runtime = runtime_for(pipeline, rules, "onnx")
+    assert runtime == "onnx" and isinstance(form, onnx_model.OnnxPipeline)
+
+
 def test_only_per_column_preprocessing_and_a_binary_logistic_regression_take_the_linear_form(fitted):
     for name in ("random_forest", "hist_gradient_boosting"):
         with pytest.raises(compiled.NotConvertible, match="logistic regression"):
