@@ -68,9 +68,9 @@ def candidate_task_runner(settings: Settings) -> TaskRunner:
     """
     training = settings.training
     if training.task_runner == "threads":
-        # One thread more than the candidates: the online-store write runs beside the fits, not after them (the
-        # reference profile, submitted before the fits, holds back the last candidate for its second or so).
-        return ThreadPoolTaskRunner(max_workers=training.max_parallel_candidates + 1)
+        # A thread per candidate (at most max_parallel_candidates fit at once, the others wait for a slot, see
+        # tasks/training.py), and two for the reference profile and the online-store write beside the fits.
+        return ThreadPoolTaskRunner(max_workers=len(training.candidates) + 2)
     from prefect_dask import DaskTaskRunner
 
     if training.dask_address:
@@ -129,7 +129,11 @@ def train_candidates(split: Split, settings: Settings) -> CandidateRanking:
     are done), each scored on the holdout; the best of them."""
     shared = preprocess_for_fits(split, settings)
     fitted = train_candidate.map(
-        settings.training.candidates, split=unmapped(split), seed=settings.training.random_seed, shared=unmapped(shared)
+        settings.training.candidates,
+        split=unmapped(split),
+        seed=settings.training.random_seed,
+        shared=unmapped(shared),
+        fits_at_once=settings.training.max_parallel_candidates,
     )
     return evaluate_candidates(fitted, settings)
 

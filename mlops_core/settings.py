@@ -81,7 +81,12 @@ class TrainingSettings(BaseModel):
     reference_sample_rows: int = Field(
         default=20_000, ge=100, description="Training rows kept with the model as the drift reference."
     )
-    max_parallel_candidates: int = Field(default=3, ge=1, description="Candidates fitted at the same time.")
+    max_parallel_candidates: int = Field(
+        default=2,
+        ge=1,
+        description="Candidates fitted at the same time, in the order of candidates (the next starts when one "
+        "ends); each holds its own copy of the training matrix.",
+    )
     fit_sample_rows: int | None = Field(
         default=None,
         ge=1000,

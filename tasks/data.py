@@ -3,6 +3,7 @@
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from mlops_core.memory import release_free_memory
 from mlops_core.settings import Settings
 from stages.data.loading import LoadedData, load_window
 
@@ -16,6 +17,7 @@ def load_training_data(settings: Settings) -> LoadedData:
         timestamp=settings.data.timestamp,
         window_days=settings.data.window_days,
     )
+    release_free_memory()  # the files' Arrow buffers, now that the window is a frame
     get_run_logger().info(
         "loaded %d rows x %d features from %d file(s), digest %s",
         data.rows,

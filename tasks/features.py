@@ -12,6 +12,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from mlops_core.features import FeatureRepository, InvalidFeatures
+from mlops_core.memory import release_free_memory
 from mlops_core.settings import Settings
 from stages.data.loading import LoadedData
 from stages.features.training_sets import materialize, training_set, write_offline
@@ -42,6 +43,7 @@ def build_training_set(data: LoadedData, settings: Settings) -> LoadedData:
     joined = training_set(
         repository, data.frame, entity_id=settings.data.entity_id, timestamp=settings.data.timestamp, target=data.target
     )
+    release_free_memory()  # the join's Arrow and DuckDB buffers, before the split and the fits
     if joined.rows_without_features:
         logger.warning("%d row(s) had no feature row at their timestamp and are left out", joined.rows_without_features)
     logger.info("training set: %d rows joined point-in-time from %d offline file(s)", len(joined.frame), len(written))

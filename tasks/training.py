@@ -1,6 +1,7 @@
 """Training tasks: split, fit candidates (mapped), score them on the holdout and pick the best, profile the reference
 data."""
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -11,6 +12,7 @@ from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectNotFound
 
+from mlops_core.memory import release_free_memory
 from mlops_core.profile import DatasetProfile, profile_frame
 from mlops_core.settings import CandidateName, Settings
 from stages.data.loading import LoadedData
@@ -85,13 +87,32 @@ def split_training_data(data: LoadedData, settings: Settings) -> Split:
 @task(name="preprocess-for-fits", cache_policy=NO_CACHE)
 def preprocess_for_fits(split: Split, settings: Settings) -> SharedPreprocessing | None:
     """The preprocessed training matrix the tree candidates share (one copy instead of one per fit)."""
-    return shared_preprocessing(settings.training.candidates, split)
+    shared = shared_preprocessing(settings.training.candidates, split)
+    release_free_memory()  # the transformers' intermediate matrices, before the fits allocate theirs
+    return shared
+
+
+# Fits running at once in this process, one semaphore per limit (``max_parallel_candidates``): each fit holds its
+# own copy of the training matrix, and two at a time keep 2 cores busy as well as three.
+_fit_slots: dict[int, threading.BoundedSemaphore] = {}
+_fit_slots_lock = threading.Lock()
+
+
+def fit_slots(limit: int) -> threading.BoundedSemaphore:
+    with _fit_slots_lock:
+        return _fit_slots.setdefault(limit, threading.BoundedSemaphore(limit))
 
 
 @task(name="train-candidate", task_run_name="train-{name}", cache_policy=NO_CACHE)
-def train_candidate(name: CandidateName, split: Split, seed: int, shared: SharedPreprocessing | None) -> Candidate:
-    """Fit, then score on the holdout: a quick candidate's scoring overlaps the slower ones' fits."""
-    candidate = score_on_holdout(fit_candidate(name, split, seed, shared), split)
+def train_candidate(
+    name: CandidateName, split: Split, seed: int, shared: SharedPreprocessing | None, fits_at_once: int
+) -> Candidate:
+    """Fit when a slot is free, then score on the holdout: a quick candidate's scoring overlaps the slower ones'
+    fits."""
+    with fit_slots(fits_at_once):
+        fitted = fit_candidate(name, split, seed, shared)
+        release_free_memory()  # the fit's own copies of the matrix, before the next fit takes the slot
+    candidate = score_on_holdout(fitted, split)
     get_run_logger().info(
         "fitted %s in %.1f s: %s", name, candidate.fit_seconds, {k: round(v, 4) for k, v in candidate.metrics.items()}
     )
