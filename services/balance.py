@@ -3,7 +3,7 @@
 BentoML's workers accept connections from one listening socket they share, and the worker that wakes first
 takes every connection waiting (uvloop accepts until none is left). A client pool that opens its connections
 together, as a load balancer, a sidecar or a benchmark does, can so put nearly all of them on one worker
-(measured: 31, 30, 28 of 32 connections on one of two workers in three of five tries; bentoml/BentoML#5426),
+(measured: 31, 31, 30, 28 of 32 connections on one of two workers in four of five tries; bentoml/BentoML#5426),
 and keep-alive keeps it so for the connections' life: that worker queues at half the instance's capacity while
 the other idles. A worker with more than ``rebalance_in_flight`` requests in progress therefore answers one of
 them with ``Connection: close``, at most one every ``REBALANCE_INTERVAL_S``: the client opens a new connection
