@@ -328,7 +328,7 @@ class EventLoopWriter:
         except sqlite3.Error as exc:  # busy, or failed: the thread retries, waiting; its error, if any, is the answer
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
-            if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY and self._retry_later(batch):
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY and self._retry_later(batch):
                 return
             self._busy_since = None
             self._hand_over(batch)
