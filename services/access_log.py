@@ -84,12 +84,11 @@ class JsonLine(logging.Formatter):
 
 _lock = threading.Lock()
 _writer: _Writer | None = None
-_entries: queue.SimpleQueue[Entry] | None = None
 
 
 def start(settings: Settings) -> bool:
     """Start this process's writer thread once, as the settings say; False when the access log is off."""
-    global _writer, _entries
+    global _writer
     mode = settings.service.access_log
     if mode == "off":
         return False
@@ -102,17 +101,16 @@ def start(settings: Settings) -> bool:
                 target = logging.StreamHandler(sys.stderr)
             target.setFormatter(JsonLine())
             _writer = _Writer(target)
-            _entries = _writer.entries
     return True
 
 
 def stop() -> None:
     """Write what is queued, then stop the writer thread (the worker is shutting down)."""
-    global _writer, _entries
+    global _writer
     with _lock:
         if _writer is not None:
             _writer.stop()
-            _writer = _entries = None
+            _writer = None
 
 
 def error_code(body: bytes) -> str | None:
@@ -169,5 +167,6 @@ class AccessLog:
                 "key_id": scope.get("state", {}).get("key_id"),
                 "error": error,
             }
-            if _entries is not None:
-                _entries.put((time.time(), entry))
+            writer = _writer
+            if writer is not None:
+                writer.entries.put((time.time(), entry))

@@ -2,8 +2,8 @@
 
 A compiled form (``services.linear_model``, ``services.onnx_model``) serves only after it reproduced
 scikit-learn's probabilities within ``TOLERANCE`` on the probe rows of ``services.probes``, scored together and
-each alone; a form that cannot
-be built or that disagrees raises ``NotConvertible`` with a one-line reason, and scikit-learn serves.
+each alone; a form that cannot be built or that disagrees raises ``NotConvertible`` with a one-line reason, and
+scikit-learn serves.
 """
 
 from __future__ import annotations

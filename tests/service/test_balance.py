@@ -4,20 +4,14 @@ carries ``Connection: close`` and uvicorn closes the connection after it; at mos
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import uvicorn
 
 from services import balance
 from services.balance import ConnectionBalance
+from tooling.processes import free_port
 
 LIMIT = 8  # the default of ``rebalance_in_flight``
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def answer_when(released: asyncio.Event, entered: list[int], scope, receive, send) -> None:
