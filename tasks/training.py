@@ -5,10 +5,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
+from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectNotFound
 
@@ -30,7 +32,6 @@ from stages.training.candidates import (
 )
 
 TRAINING_SLOT_PREFIX = "training:"  # one global concurrency limit per registered model
-HELD_BACK_NOTICE_SECONDS = 2.0
 
 
 # The limit must exist (created above); a training rides out a Prefect server restart instead of stopping when
@@ -39,11 +40,22 @@ HELD_BACK_NOTICE_SECONDS = 2.0
 TRAINING_SLOT_LEASE = {"strict": True, "raise_on_lease_renewal_failure": False, "lease_duration": 300}
 
 
+def _slot_is_taken(error: ConcurrencySlotAcquisitionError) -> bool:
+    """Whether a single acquisition attempt was refused because the slot is held (HTTP 423 Locked), as opposed to
+    any other failure to reach or use the server."""
+    cause = error.__cause__
+    return isinstance(cause, httpx.HTTPStatusError) and cause.response.status_code == httpx.codes.LOCKED
+
+
 @contextmanager
 def one_training_at_a_time(settings: Settings) -> Iterator[None]:
     """Hold the model's training slot (a Prefect global concurrency limit, created with 1 slot when missing and
     then the Prefect UI's to change or deactivate): a training or retraining of the same model waits for it and
-    says so in its log; other models train side by side."""
+    says so in its log; other models train side by side.
+
+    The first attempt is a single request without retries, not a short timeout: the server's refusal (423) is
+    what says another training holds the slot, while a timeout would also fire on a slow but free server (two
+    trainings starting on a busy machine both said they were held back) and could leave a granted lease unused."""
     name = f"{TRAINING_SLOT_PREFIX}{settings.mlflow.registered_model}"
     with get_client(sync_client=True) as client:
         try:
@@ -52,12 +64,12 @@ def one_training_at_a_time(settings: Settings) -> Iterator[None]:
             client.upsert_global_concurrency_limit_by_name(name, limit=1)
     acquired = False
     try:
-        with concurrency(name, timeout_seconds=HELD_BACK_NOTICE_SECONDS, **TRAINING_SLOT_LEASE):
+        with concurrency(name, max_retries=0, **TRAINING_SLOT_LEASE):
             acquired = True
             yield
         return
-    except TimeoutError:
-        if acquired:  # raised by the training itself
+    except ConcurrencySlotAcquisitionError as refused:
+        if acquired or not _slot_is_taken(refused):
             raise
         get_run_logger().warning(
             "held back: another training of %s holds the concurrency limit %r; waiting for it to finish",
