@@ -11,6 +11,9 @@ from __future__ import annotations
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
+from sklearn.compose import ColumnTransformer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
 
 from services.inputs import Columns, FieldRule, frame_of
 from services.probes import probe_rows
@@ -37,6 +40,42 @@ class Compiled(Protocol):
 def one_line(exc: Exception) -> str:
     """The reason readiness shows: converters and ONNX Runtime raise multi-line messages, often long."""
     return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+
+
+def check_per_column(
+    preprocess: ColumnTransformer, rules: list[FieldRule], allowed: dict[str, tuple[type, ...]]
+) -> None:
+    """Raises ``NotConvertible`` unless every column group is transformed by steps of the types ``allowed`` for
+    its kind ("number", integers included, or "string"), each acting on one column at a time. A
+    ``FunctionTransformer`` passes only as the identity, which a fitted ``ColumnTransformer`` puts for
+    ``"passthrough"``. Columns of kinds other than number and text are refused too."""
+    if any(rule.kind not in ("number", "integer", "string") for rule in rules):
+        raise NotConvertible("a column of a kind other than number or text")
+    kinds = {rule.name: rule.kind for rule in rules}
+    for _, transformer, columns in preprocess.transformers_:
+        if transformer == "drop":
+            continue
+        column_kinds = {"number" if kinds.get(c) == "integer" else str(kinds.get(c)) for c in columns}
+        steps = [step for _, step in transformer.steps] if isinstance(transformer, Pipeline) else [transformer]
+        types = allowed.get(column_kinds.pop()) if len(column_kinds) == 1 else None
+        if types is None or not all(type(step) in types and _identity_if_function(step) for step in steps):
+            raise NotConvertible(f"the columns {list(columns)} are not transformed one by one")
+
+
+def encoder_categories(preprocess: ColumnTransformer, column: str) -> list[Any]:
+    """The text values a fitted encoder of ``column`` knows (an imputer's fill value and infrequent ones too);
+    none when no encoder transforms it."""
+    for _, transformer, columns in preprocess.transformers_:
+        if column in list(columns):
+            steps = [step for _, step in transformer.steps] if isinstance(transformer, Pipeline) else [transformer]
+            encoders = [step for step in steps if hasattr(step, "categories_")]
+            if encoders:
+                return list(encoders[-1].categories_[list(columns).index(column)])
+    return []
+
+
+def _identity_if_function(step: Any) -> bool:
+    return not isinstance(step, FunctionTransformer) or step.func is None
 
 
 C = TypeVar("C", bound=Compiled)

@@ -31,7 +31,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from services.compiled import NotConvertible, Uncompiled, agreeing
+from services.compiled import NotConvertible, Uncompiled, agreeing, check_per_column, encoder_categories
 from services.inputs import Columns, FieldRule, columns_of, frame_of, row_count
 from services.probes import UNSEEN_CATEGORY
 
@@ -107,31 +107,20 @@ def _check_shape(pipeline: Any, rules: list[FieldRule]) -> None:
         raise NotConvertible("not a binary logistic regression")
     if not isinstance(preprocess, ColumnTransformer):
         raise NotConvertible("no ColumnTransformer before the model")
-    kinds = {rule.name: rule.kind for rule in rules}
-    for _, transformer, columns in preprocess.transformers_:
-        if transformer == "drop":
-            continue
-        column_kinds = {"number" if kinds.get(c) == "integer" else str(kinds.get(c)) for c in columns}
-        steps = [step for _, step in transformer.steps] if isinstance(transformer, Pipeline) else [transformer]
-        allowed = _PER_COLUMN.get(column_kinds.pop()) if len(column_kinds) == 1 else None
-        if allowed is None or not all(type(step) in allowed for step in steps):
-            raise NotConvertible(f"the columns {list(columns)} are not imputed, scaled or one-hot encoded one by one")
+    check_per_column(preprocess, rules, _PER_COLUMN)
 
 
 def _categories(pipeline: Pipeline, column: str) -> list[Any]:
     """The text values the fitted one-hot encoder knows for ``column`` (infrequent ones included)."""
-    for _, transformer, columns in pipeline.steps[0][1].transformers_:
-        if column in list(columns) and isinstance(transformer, Pipeline):
-            encoder = transformer.steps[-1][1]
-            return list(encoder.categories_[list(columns).index(column)])
-    raise NotConvertible(f"no one-hot encoder for the text column {column!r}")
+    known = encoder_categories(pipeline.steps[0][1], column)
+    if not known:
+        raise NotConvertible(f"no one-hot encoder for the text column {column!r}")
+    return known
 
 
 def convert(pipeline: Any, rules: list[FieldRule]) -> LinearPipeline:
     """The per-column terms, read off ``pipeline.decision_function`` (see the module)."""
     _check_shape(pipeline, rules)
-    if any(rule.kind not in ("number", "integer", "string") for rule in rules):
-        raise NotConvertible("a column of a kind other than number or text")
     empty = {rule.name: (None if rule.kind == "string" else np.nan) for rule in rules}
     numbers = [rule.name for rule in rules if rule.kind != "string"]
     texts = [rule.name for rule in rules if rule.kind == "string"]

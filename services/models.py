@@ -36,7 +36,7 @@ from mlflow.models import Model
 from mlops_core import registry
 from mlops_core.profile import DatasetProfile
 from mlops_core.settings import Settings
-from services import linear_model, onnx_model
+from services import estimator_onnx, linear_model, onnx_model
 from services.compiled import Compiled, NotConvertible, Uncompiled
 from services.inputs import Columns, FieldRule, build_rules, columns_of, frame_of_columns
 
@@ -95,7 +95,9 @@ def _native(value: Any) -> Any:
 
 def runtime_for(pipeline: Any, rules: list[FieldRule], wanted: str) -> tuple[Compiled | None, str]:
     """A compiled form when wanted and the pipeline compiles with the same answers, else scikit-learn (and why):
-    a linear model as its float64 sum of terms (``services.linear_model``), any other through ONNX Runtime."""
+    a linear model as its float64 sum of terms (``services.linear_model``), any other through ONNX Runtime, the
+    estimator alone on features made in numpy where the preprocessing is per column (``services.estimator_onnx``),
+    else the whole pipeline's graph (``services.onnx_model``)."""
     if wanted != "onnx":
         return None, "scikit-learn (by settings)"
     try:
@@ -103,7 +105,11 @@ def runtime_for(pipeline: Any, rules: list[FieldRule], wanted: str) -> tuple[Com
     except NotConvertible as linear_refused:
         logger.debug("not served by the linear form: %s", linear_refused)
     try:
-        return onnx_model.checked(pipeline, rules), "onnx"
+        return estimator_onnx.checked(pipeline, rules), estimator_onnx.RUNTIME
+    except NotConvertible as estimator_refused:
+        logger.debug("not served by the estimator's graph on numpy features: %s", estimator_refused)
+    try:
+        return onnx_model.checked(pipeline, rules), onnx_model.RUNTIME
     except NotConvertible as exc:
         logger.warning("serving with scikit-learn: %s", exc)
         return None, f"scikit-learn ({exc})"[:300]

@@ -38,6 +38,8 @@ from services import hgb_onnx  # noqa: F401  (registers the HistGradientBoosting
 from services.compiled import NotConvertible, Uncompiled, agreeing, one_line
 from services.inputs import Columns, FieldRule, columns_of
 
+RUNTIME = "onnx (whole pipeline)"
+
 
 class BeyondFloat32(Uncompiled):
     """A number too large for the graph's float32 inputs; scikit-learn scores such rows in float64."""
@@ -139,6 +141,13 @@ class OnnxPipeline:
         return probabilities / probabilities.sum(axis=1, keepdims=True)
 
 
+def session_options() -> onnxruntime.SessionOptions:
+    """One thread each: the service's workers already use the cores, and one-row requests gain nothing."""
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    return options
+
+
 def convert(pipeline: Pipeline, rules: list[FieldRule]) -> OnnxPipeline:
     """Convert ``pipeline``; raises ``NotConvertible`` with the reason when it cannot serve."""
     unsupported = [r.name for r in rules if r.kind not in ("number", "integer", "string")]
@@ -151,12 +160,11 @@ def convert(pipeline: Pipeline, rules: list[FieldRule]) -> OnnxPipeline:
     inputs = [
         (r.name, StringTensorType([None, 1]) if r.kind == "string" else FloatTensorType([None, 1])) for r in rules
     ]
-    options = onnxruntime.SessionOptions()
-    # One thread each: the service's workers already use the cores, and one-row requests gain nothing.
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
     try:
         graph = to_onnx(adapted, initial_types=inputs, options={id(adapted.steps[-1][1]): {"zipmap": False}})
-        session = onnxruntime.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(
+            graph.SerializeToString(), session_options(), providers=["CPUExecutionProvider"]
+        )
     except Exception as exc:  # skl2onnx and ONNX Runtime raise many types for what they cannot handle
         raise NotConvertible(one_line(exc)) from exc
     return OnnxPipeline(session, rules, fills, session.get_outputs()[1].name)

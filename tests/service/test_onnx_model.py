@@ -12,14 +12,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.decomposition import PCA
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import KBinsDiscretizer
+from sklearn.preprocessing import KBinsDiscretizer, OrdinalEncoder, StandardScaler
 
 from mlops_core.profile import profile_frame
 from mlops_core.settings import CandidateName
-from services import compiled, hgb_onnx, linear_model, onnx_model
-from services.inputs import FieldRule, build_rules, check_row, frame_of
+from services import compiled, estimator_onnx, hgb_onnx, linear_model, onnx_model
+from services.inputs import FieldRule, build_rules, check_row, columns_of, frame_of
 from services.models import ServedModel, runtime_for
 from services.probes import probe_rows
 from stages.data.generator import generate_day
@@ -29,7 +31,11 @@ from stages.training.tracking import model_signature
 FEATURES_DROPPED = ("defaulted", "applicant_id", "application_ts")
 CANDIDATES = get_args(CandidateName)
 # The compiled form each built-in candidate type is served by.
-COMPILED_BY = {"logistic_regression": linear_model.RUNTIME, "random_forest": "onnx", "hist_gradient_boosting": "onnx"}
+COMPILED_BY = {
+    "logistic_regression": linear_model.RUNTIME,
+    "random_forest": estimator_onnx.RUNTIME,
+    "hist_gradient_boosting": estimator_onnx.RUNTIME,
+}
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +184,7 @@ def trees_see_missing_values(split_and_profile, fitted):
 def test_missing_values_reaching_the_trees_take_scikit_learns_branch(trees_see_missing_values, monkeypatch):
     pipeline, rules = trees_see_missing_values
     onnx, runtime = runtime_for(pipeline, rules, "onnx")
-    assert runtime == "onnx", runtime
+    assert runtime == estimator_onnx.RUNTIME, runtime
     rows = served_rows(rules)
     np.testing.assert_allclose(
         onnx.predict_proba(rows), pipeline.predict_proba(frame_of(rows, rules)), rtol=0, atol=compiled.TOLERANCE
@@ -224,7 +230,7 @@ def test_a_linear_form_with_a_wrong_term_is_not_served_and_onnx_runtime_serves(f
 
     monkeypatch.setattr(linear_model, "convert", unseen_as_missing)
     form, runtime = runtime_for(pipeline, rules, "onnx")
-    assert runtime == "onnx" and isinstance(form, onnx_model.OnnxPipeline)
+    assert runtime == estimator_onnx.RUNTIME and isinstance(form, estimator_onnx.EstimatorPipeline)
 
 
 def test_a_single_row_is_scored_by_the_linear_forms_own_path_with_the_same_answers(fitted):
@@ -248,7 +254,7 @@ def test_the_guard_scores_each_probe_row_alone_too(fitted, monkeypatch):
         linear_model.LinearPipeline, "_predict_one", lambda form, columns: one_row(form, columns)[:, ::-1]
     )
     form, runtime = runtime_for(pipeline, rules, "onnx")
-    assert runtime == "onnx" and isinstance(form, onnx_model.OnnxPipeline)
+    assert runtime == estimator_onnx.RUNTIME and isinstance(form, estimator_onnx.EstimatorPipeline)
 
 
 def test_only_per_column_preprocessing_and_a_binary_logistic_regression_take_the_linear_form(fitted):
@@ -311,3 +317,94 @@ def test_numbers_beyond_float32_are_scored_by_scikit_learn(fitted):
     served = model.predict_proba(rows)
     assert np.isfinite(served).all()
     np.testing.assert_allclose(served, pipeline.predict_proba(frame_of(rows, rules)))
+
+
+@pytest.mark.parametrize("name", ["random_forest", "hist_gradient_boosting"])
+def test_a_single_row_makes_the_same_features_as_the_rows_together(fitted, name):
+    pipeline, rules = fitted[name]
+    form = estimator_onnx.checked(pipeline, rules)
+    columns = [columns_of([row], rules) for row in served_rows(rules)]
+    alone = np.vstack([form._features_one(one) for one in columns])
+    together = form._features({rule.name: np.concatenate([one[rule.name] for one in columns]) for rule in rules})
+    np.testing.assert_array_equal(alone, together)
+    reference = pipeline[:-1].transform(frame_of(served_rows(rules), rules))
+    np.testing.assert_allclose(together, reference, rtol=1e-12, atol=0)
+
+
+def test_preprocessing_that_is_not_per_column_is_served_by_the_whole_pipelines_graph(fitted, split_and_profile):
+    split, _ = split_and_profile
+    pipeline, rules = copy.deepcopy(fitted["random_forest"])
+    numeric = pipeline.named_steps["preprocess"].transformers[0][1]
+    numeric.steps.append(("project", PCA(n_components=3)))
+    pipeline.fit(split.x_train, split.y_train)
+    with pytest.raises(compiled.NotConvertible, match="one by one"):
+        estimator_onnx.convert(pipeline, rules)
+    form, runtime = runtime_for(pipeline, rules, "onnx")
+    assert runtime == onnx_model.RUNTIME and isinstance(form, onnx_model.OnnxPipeline)
+    rows = served_rows(rules)
+    np.testing.assert_allclose(
+        form.predict_proba(rows), pipeline.predict_proba(frame_of(rows, rules)), rtol=0, atol=compiled.TOLERANCE
+    )
+
+
+def test_a_feature_table_with_a_wrong_entry_is_not_served(fitted, monkeypatch):
+    """The tables are read off the preprocessor; wrong entries (a missing number scored as 0) are caught."""
+    pipeline, rules = fitted["hist_gradient_boosting"]
+    tables = estimator_onnx.tables
+
+    def missing_as_zero(preprocess, rules):
+        base, numbers, texts = tables(preprocess, rules)
+        return base, [dataclasses.replace(n, missing=n.offset) for n in numbers], texts
+
+    monkeypatch.setattr(estimator_onnx, "tables", missing_as_zero)
+    with pytest.raises(compiled.NotConvertible, match="differs from scikit-learn"):
+        estimator_onnx.checked(pipeline, rules)
+    form, runtime = runtime_for(pipeline, rules, "onnx")
+    assert runtime == onnx_model.RUNTIME and isinstance(form, onnx_model.OnnxPipeline)
+
+
+def test_numbers_beyond_float32_features_are_scored_by_scikit_learn(fitted):
+    pipeline, rules = fitted["hist_gradient_boosting"]  # on float64 numbers (a random forest takes float32 too)
+    form = estimator_onnx.checked(pipeline, rules)
+    model = ServedModel(
+        "m", 1, "1.0.0", pipeline, rules, [0, 1], datetime.now(UTC), compiled=form, runtime=estimator_onnx.RUNTIME
+    )
+    rows = served_rows(rules)[:3]
+    rows[1]["annual_income"] = 1e39
+    for scored in (rows, rows[1:2]):
+        with pytest.raises(onnx_model.BeyondFloat32):
+            form.predict_proba(scored)
+        np.testing.assert_allclose(model.predict_proba(scored), pipeline.predict_proba(frame_of(scored, rules)))
+
+
+def test_scaled_numbers_and_ordinal_codes_are_made_in_numpy_too(split_and_profile, fitted):
+    """Other per-column steps a tree pipeline may hold: a scaler on the numbers, ordinal codes (unseen ones -1)."""
+    split, _ = split_and_profile
+    rules = fitted["random_forest"][1]
+    numeric = [r.name for r in rules if r.kind != "string"]
+    text = [r.name for r in rules if r.kind == "string"]
+    codes = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
+    pipeline = Pipeline(
+        [
+            (
+                "preprocess",
+                ColumnTransformer(
+                    [
+                        ("numeric", Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler())]), numeric),
+                        (
+                            "text",
+                            Pipeline([("impute", SimpleImputer(strategy="most_frequent")), ("codes", codes)]),
+                            text,
+                        ),
+                    ]
+                ),
+            ),
+            ("model", RandomForestClassifier(n_estimators=20, max_depth=6, random_state=0)),
+        ]
+    ).fit(split.x_train, split.y_train)
+    form, runtime = runtime_for(pipeline, rules, "onnx")
+    assert runtime == estimator_onnx.RUNTIME and isinstance(form, estimator_onnx.EstimatorPipeline), runtime
+    rows = served_rows(rules)
+    np.testing.assert_allclose(
+        form.predict_proba(rows), pipeline.predict_proba(frame_of(rows, rules)), rtol=0, atol=compiled.TOLERANCE
+    )
