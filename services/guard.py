@@ -9,11 +9,9 @@ limit holds across every instance.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import math
-import os
 import sqlite3
 import threading
 import time
@@ -104,39 +102,6 @@ def retry_seconds(decision: Decision, settings: Settings) -> float | None:
     return wait_ms / 1000 if wait_ms and wait_ms > 0 else settings.service.rate_window_seconds
 
 
-class WriterLock:
-    """One writer at a time on a SQLite file, across threads and processes, queued by the kernel.
-
-    SQLite admits one writer and makes the others poll: a writer that finds the file locked sleeps 1, 2, 5, 10 ms
-    ... and tries again (its busy handler). The workers' rate-limit checks, a few hundred a second each, so kept
-    adding milliseconds to each other's requests, on the event loop. Taking this lock first (an ``flock`` on a file
-    beside the database) queues them instead: a waiter wakes the moment the holder releases.
-    """
-
-    def __init__(self, database: Path) -> None:
-        self.path = database.with_name(f"{database.name}.writer-lock")
-        self._threads = threading.Lock()  # an flock is held per open file, not per thread
-        self._fd: int | None = None
-
-    def __enter__(self) -> WriterLock:
-        self._threads.acquire()
-        try:
-            if self._fd is None:  # opened on first use, as the database is: a failure is the store's, per request
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-        except BaseException:
-            self._threads.release()
-            raise
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        try:
-            assert self._fd is not None
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-        finally:
-            self._threads.release()
-
-
 class SQLiteStateStore(StateStore):
     """pyrate-limiter's store contract for constant-state algorithms, over one row per key in a SQLite file.
 
@@ -144,20 +109,20 @@ class SQLiteStateStore(StateStore):
     are started by BentoML, not by one parent that could share a Manager, so on one machine they share this file.
     The read, the algorithm's step and the write run in one ``BEGIN IMMEDIATE`` transaction: the file's lock
     makes them atomic across the workers. The row holds the algorithm's few numbers however much traffic passes.
-    The transaction runs on the event loop (about 0.1 ms, less than a hop to a thread) under a ``WriterLock``, so a
-    worker that meets the other's transaction waits for its end, not for SQLite's next poll 1 to 10 ms later.
+    The transaction runs on the event loop (about 0.1 ms, less than a hop to a thread) under a ``db.WriterLock``,
+    so a worker that meets the other's transaction waits for its end, not for SQLite's next poll 1 to 10 ms later.
     """
 
     default_clock = WallClock()  # the state is compared across processes
 
-    def __init__(self, connection: sqlite3.Connection, lock: WriterLock, key: str) -> None:
+    def __init__(self, connection: sqlite3.Connection, lock: db.WriterLock, key: str) -> None:
         self._connection, self._lock, self._key = connection, lock, key
 
     @staticmethod
     def connect(path: Path) -> sqlite3.Connection:
         connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5)
         # A lost counter costs at most one window of leniency: no fsync per request.
-        connection.execute("PRAGMA journal_mode=WAL")
+        db.use_wal(connection)
         connection.execute("PRAGMA synchronous=OFF")
         connection.execute("CREATE TABLE IF NOT EXISTS rate_state (bucket TEXT PRIMARY KEY, state TEXT NOT NULL)")
         return connection
@@ -208,7 +173,7 @@ class RateLimits:
         self._connection: sqlite3.Connection | None = None
         self._buckets: dict[tuple[str, int], StateBucket] = {}
         self._lock = threading.Lock()
-        self._writer = WriterLock(self._path)
+        self._writer = db.WriterLock(self._path)
 
     def _bucket(self, key_id: str, limit: int) -> StateBucket:
         if (key_id, limit) not in self._buckets:

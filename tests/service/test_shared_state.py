@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from mlops_core.api_keys import KeyStore, verify
+from mlops_core.db import WriterLock
 from mlops_core.features import FeatureStoreError, SharedUpdateJournal
 from mlops_core.settings import Settings
 from services.guard import (
@@ -23,7 +24,6 @@ from services.guard import (
     RateLimits,
     RateLimitStoreUnavailable,
     SharedRateLimits,
-    WriterLock,
 )
 from tests.servers import postgres_cluster, redis_server
 

@@ -174,3 +174,41 @@ def test_checkpoints_start_the_wal_over_while_commits_go_on(tmp_path: Path) -> N
     with engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(predictions)).scalar() == commits
     engine.dispose()
+
+
+def test_another_workers_commit_is_queued_behind_not_polled(tmp_path: Path) -> None:
+    """The other worker commits under the file's writer lock: the loop's commit waits for that lock and goes in
+    the moment it is released, without meeting SQLite's lock and its millisecond retries."""
+    path = tmp_path / "predictions.db"
+    engine = engine_for(f"sqlite:///{path}")
+    writer = row_writer(engine, predictions)
+    assert isinstance(writer, EventLoopWriter)
+    retries: list[object] = []
+    retry_later = writer._retry_later
+    writer._retry_later = lambda batch: retries.append(batch) or retry_later(batch)  # type: ignore[method-assign]
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holding = threading.Event()
+
+    def other_worker_commits() -> None:
+        with db.WriterLock(path):  # its own open file: an flock excludes it even in this process
+            other.execute("BEGIN IMMEDIATE")
+            holding.set()
+            time.sleep(0.05)
+            other.execute("COMMIT")
+
+    holder = threading.Thread(target=other_worker_commits)
+    holder.start()
+    holding.wait(10)
+
+    async def request_during_the_other_commit() -> None:
+        await asyncio.wait_for(writer.submit([row()]), 10)
+
+    try:
+        asyncio.run(request_during_the_other_commit())
+    finally:
+        holder.join()
+        writer.close()
+        other.close()
+    engine.dispose()
+    assert retries == []
+    assert len(logged_ids(f"sqlite:///{path}")) == 1

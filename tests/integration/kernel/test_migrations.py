@@ -509,6 +509,26 @@ def test_an_older_unversioned_prediction_log_gains_the_columns_added_since(tmp_p
     assert added_later <= {c["name"] for c in inspect(create_engine(url)).get_columns("predictions")}
 
 
+def test_the_paired_index_of_an_upgraded_log_holds_only_shadow_rows(databases: Databases) -> None:
+    """Champion rows (no pair, most of the log) stay out of the ``paired_id`` index: a commit writes one page fewer."""
+    url = databases.url(migrations.PREDICTION_LOG)
+    rows = create_release_store(CASES[0], url)
+    CASES[0].open(url)
+    engine = create_engine(url)
+    try:
+        (index,) = [i for i in inspect(engine).get_indexes("predictions") if i["column_names"] == ["paired_id"]]
+        where = index["dialect_options"][f"{engine.dialect.name}_where"]
+        if engine.dialect.name == "sqlite":  # the entries themselves, counted by ANALYZE: one per paired row
+            with engine.begin() as connection:
+                connection.execute(text("ANALYZE"))
+                stat = connection.execute(text("SELECT stat FROM sqlite_stat1 WHERE idx = :i"), {"i": index["name"]})
+                entries = int(stat.scalar_one().split()[0])
+            assert entries == sum(row["paired_id"] is not None for row in rows) < len(rows)
+    finally:
+        engine.dispose()
+    assert "paired_id IS NOT NULL" in str(where)
+
+
 def test_a_store_upgraded_by_a_newer_release_is_left_as_it_is(tmp_path: Path) -> None:
     """Blue-green: the old colour restarting after the new one migrated must still start."""
     url = f"sqlite:///{tmp_path / 'audit.db'}"
