@@ -6,7 +6,8 @@ Fits every built-in candidate type on generated rows, builds the service's field
 training profile, and compiles it as a worker does when it loads a version (``services.models.runtime_for``:
 conversion, then the guard's probe rows). Then times the two paths a served model can take, as the service
 calls them on rows checked by ``check_row`` (dicts): the compiled form's ``predict_proba`` against
-``pipeline.predict_proba(frame_of(rows, rules))``, for one row and for a batch of 1,000 rows; the median of
+``pipeline.predict_proba(frame_of(rows, rules))`` and against the whole pipeline's ONNX graph
+(``services.onnx_model``, what the tree models were served by before ``services.estimator_onnx``), for one row and for a batch of 1,000 rows; the median of
 ``--repeat`` (one row) and ``--batch-repeat`` (batch) calls, with one BLAS/OpenMP thread, as each service
 worker has. Every figure in a row of the table comes from the same run, so the ratios hold on a shared machine.
 """
@@ -34,6 +35,8 @@ if str(PROJECT_ROOT) not in sys.path:
 from benchmarks.machine import machine_info  # noqa: E402
 from mlops_core.profile import profile_frame  # noqa: E402
 from mlops_core.settings import CandidateName  # noqa: E402
+from services import onnx_model  # noqa: E402
+from services.compiled import NotConvertible  # noqa: E402
 from services.inputs import build_rules, check_row, frame_of  # noqa: E402
 from services.models import runtime_for  # noqa: E402
 from stages.data.generator import generate_day  # noqa: E402
@@ -62,15 +65,27 @@ def served_rows(rules: list, count: int) -> list[dict[str, Any]]:
     return [row for row, _, _ in (check_row(row, rules, refuse_out_of_range=False) for row in raw)]
 
 
-def timings(pipeline: Any, compiled: Any, rows: list[dict[str, Any]], rules: list, args: argparse.Namespace) -> dict:
-    """Median seconds per call of both paths, on one row and on the whole batch."""
+def timings(
+    pipeline: Any, compiled: Any, graph: Any, rows: list[dict[str, Any]], rules: list, args: argparse.Namespace
+) -> dict:
+    """Median seconds per call of each path, on one row and on the whole batch: scikit-learn, the served
+    compiled form and the whole pipeline's ONNX graph (where it converts and agrees)."""
     one = rows[:1]
-    return {
-        "row_sklearn": median_seconds(lambda: pipeline.predict_proba(frame_of(one, rules)), args.repeat),
-        "row_compiled": median_seconds(lambda: compiled.predict_proba(one), args.repeat),
-        "batch_sklearn": median_seconds(lambda: pipeline.predict_proba(frame_of(rows, rules)), args.batch_repeat),
-        "batch_compiled": median_seconds(lambda: compiled.predict_proba(rows), args.batch_repeat),
-    }
+    paths = {"sklearn": lambda rows: pipeline.predict_proba(frame_of(rows, rules)), "compiled": compiled.predict_proba}
+    if graph is not None:
+        paths["graph"] = graph.predict_proba
+    timed = {}
+    for path, score in paths.items():
+        timed[f"row_{path}"] = median_seconds(lambda score=score: score(one), args.repeat)
+        timed[f"batch_{path}"] = median_seconds(lambda score=score: score(rows), args.batch_repeat)
+    return timed
+
+
+def whole_graph(pipeline: Any, rules: list) -> Any:
+    try:
+        return onnx_model.checked(pipeline, rules)
+    except NotConvertible:
+        return None
 
 
 def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -93,7 +108,8 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
         if compiled is None:
             results.append({"candidate": name, "runtime": runtime})
             continue
-        timed = timings(candidate.pipeline, compiled, served_rows(rules, BATCH_ROWS), rules, args)
+        graph = whole_graph(candidate.pipeline, rules)
+        timed = timings(candidate.pipeline, compiled, graph, served_rows(rules, BATCH_ROWS), rules, args)
         results.append({"candidate": name, "runtime": runtime, "compile_s": compile_seconds, **timed})
     return results
 
@@ -108,18 +124,21 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, load: tuple[
         "",
         "; ".join(f"{k}: {v}" for k, v in machine_info(["scikit-learn", "onnxruntime", "skl2onnx", "onnx"]).items()),
         "",
-        "| candidate | served by | compile + guard s | one row: scikit-learn µs | one row: compiled µs | speed-up "
-        f"| {BATCH_ROWS:,} rows: scikit-learn ms | {BATCH_ROWS:,} rows: compiled ms | speed-up |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| candidate | served by | compile + guard s | one row: scikit-learn µs | whole-pipeline graph µs "
+        f"| served µs | speed-up | {BATCH_ROWS:,} rows: scikit-learn ms | whole-pipeline graph ms | served ms "
+        "| speed-up |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         if "row_compiled" not in r:
-            lines.append(f"| {r['candidate']} | {r['runtime']} | | | | | | | |")
+            lines.append(f"| {r['candidate']} | {r['runtime']} | | | | | | | | | |")
             continue
+        graph_row = f"{r['row_graph'] * 1e6:,.0f}" if "row_graph" in r else "–"
+        graph_batch = f"{r['batch_graph'] * 1e3:,.1f}" if "batch_graph" in r else "–"
         lines.append(
             f"| {r['candidate']} | {r['runtime']} | {r['compile_s']:.2f} | {r['row_sklearn'] * 1e6:,.0f} "
-            f"| {r['row_compiled'] * 1e6:,.0f} | {r['row_sklearn'] / r['row_compiled']:.0f}x "
-            f"| {r['batch_sklearn'] * 1e3:,.1f} | {r['batch_compiled'] * 1e3:,.1f} "
+            f"| {graph_row} | {r['row_compiled'] * 1e6:,.0f} | {r['row_sklearn'] / r['row_compiled']:.0f}x "
+            f"| {r['batch_sklearn'] * 1e3:,.1f} | {graph_batch} | {r['batch_compiled'] * 1e3:,.1f} "
             f"| {r['batch_sklearn'] / r['batch_compiled']:.1f}x |"
         )
     return "\n".join(lines) + "\n"

@@ -9,7 +9,9 @@ serving that version: the seed's Flask app (gunicorn), a plain FastAPI app (uvic
 (the peers, one BLAS/OpenMP thread per worker) and ``bentoml serve services.service:PredictionService`` with
 API keys, validation, rate limit and the durable prediction log on; once per run the bare ASGI echo apps (the
 HTTP floors). Closed loop (``--connections`` clients) for capacity and CPU per request, then an open loop
-(``benchmarks/http_load.py``) at 25/50/75 % of the project service's measured capacity for its latency. Then
+(``benchmarks/http_load.py``) at 25/50/75 % of the project service's measured capacity for its latency, from
+each request's scheduled send time, beside the latency the service's access log measured for the same requests
+(its own stack, from the moment a worker's loop took the request to the answer's last byte). Then
 ``/predict_batch`` on ``--batch-rows`` rows as JSON, Arrow IPC stream and Parquet against in-process
 ``predict_proba`` on the same rows. The load generators (``benchmarks/http_load.py``: keep-alive connections,
 httptools, uvloop; one process) share the cores with the servers: their CPU per request is reported beside the
@@ -29,9 +31,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from math import nan
 from pathlib import Path
 from typing import get_args
+from urllib.parse import urlsplit
 
 import httpx
 import psutil
@@ -340,6 +344,7 @@ BATCH_FORMATS = {
     "Parquet": "application/vnd.apache.parquet",
 }
 LOAD_SHARES = (0.25, 0.50, 0.75)  # of the measured capacity, for the open loop
+WARMUP_SECONDS = 1.0  # of each open-loop window, not recorded
 
 
 def batch_body(rows: list[dict], media_type: str) -> bytes:
@@ -399,16 +404,49 @@ class FixedLoad:
     server_cpu_s: float
     run_queue_s: float
     load_average: float
+    logged_ms: list[float]  # sorted: the service's own latency of each recorded request, from its access log
+
+    def logged_quantile(self, q: float) -> float:
+        return self.logged_ms[min(int(q * len(self.logged_ms)), len(self.logged_ms) - 1)] if self.logged_ms else nan
+
+
+# How long the access log's writer thread may take to write a window's last lines (it wakes every 50 ms).
+ACCESS_LOG_SETTLE_S = 0.5
+
+
+def logged_latencies(access_log: Path, offset: int, since: datetime, path: str) -> list[float]:
+    """The latency the service logged for each request to ``path`` answered since ``since``, in lines written
+    after ``offset``: what the service's own stack measured, without the time before a worker's loop took the
+    request or the client's side."""
+    with access_log.open("rb") as log:
+        log.seek(offset)
+        lines = log.read().splitlines()
+    logged = []
+    for line in lines:
+        entry = json.loads(line)
+        if entry["path"] == path and datetime.fromisoformat(entry["ts"]) >= since:
+            logged.append(float(entry["ms"]))
+    return sorted(logged)
 
 
 def fixed_load(
-    url: str, body: bytes, headers: list[dict[str, str]], rate: float, seconds: float, server: subprocess.Popen
+    url: str,
+    body: bytes,
+    headers: list[dict[str, str]],
+    rate: float,
+    seconds: float,
+    server: subprocess.Popen,
+    access_log: Path,
 ) -> FixedLoad:
     load_average = os.getloadavg()[0]
+    offset = access_log.stat().st_size if access_log.exists() else 0
+    recorded_from = datetime.now(UTC) + timedelta(seconds=WARMUP_SECONDS)
     cpu, waited = server_cpu_seconds(server), server_run_queue_seconds(server)
-    result = uvloop.run(open_loop(url, body, headers, rate=rate, seconds=seconds))
+    result = uvloop.run(open_loop(url, body, headers, rate=rate, seconds=seconds, warmup_seconds=WARMUP_SECONDS))
     cpu, waited = server_cpu_seconds(server) - cpu, server_run_queue_seconds(server) - waited
-    return FixedLoad(result, cpu, waited, load_average)
+    time.sleep(ACCESS_LOG_SETTLE_S)
+    logged = logged_latencies(access_log, offset, recorded_from, urlsplit(url).path)
+    return FixedLoad(result, cpu, waited, load_average, logged)
 
 
 @dataclass
@@ -433,7 +471,15 @@ def run_peer(peer: Peer, setup: Setup, args: argparse.Namespace) -> tuple[dict[i
             for share in LOAD_SHARES:
                 print(f"[serving]   open loop at {share:.0%} of {capacity:,.0f} req/s", file=sys.stderr, flush=True)
                 project.open_loop.append(
-                    fixed_load(url + peer.path, body, headers, share * capacity, args.seconds, process)
+                    fixed_load(
+                        url + peer.path,
+                        body,
+                        headers,
+                        share * capacity,
+                        args.seconds,
+                        process,
+                        setup.settings.access_log_file,
+                    )  # fmt: skip
                 )
             if setup.batch:
                 project.batch = measure_batch(setup, url, args.batch_repeat)
@@ -506,16 +552,17 @@ def report(
         f"### Open loop: {PROJECT}, requests on a fixed schedule, latency from the scheduled send time",
         "",
         "| candidate | share of capacity | rate req/s | answered req/s | p50 ms | p99 ms | p99.9 ms | errors "
-        "| generator lag p99 ms | generator CPU ms/req | server CPU ms/req | server waiting for a core ms/req "
-        "| load avg |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| access log p99 ms | access log p99.9 ms | generator lag p99 ms | generator CPU ms/req "
+        "| server CPU ms/req | server waiting for a core ms/req | load avg |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for candidate_name, project in projects.items():
         for share, fixed in zip(LOAD_SHARES, project.open_loop, strict=False):
             r, sent = fixed.result, max(fixed.result.sent + fixed.result.warmup, 1)  # CPU was measured over both
             lines.append(
                 f"| {candidate_name} | {share:.0%} | {r.rate:,.0f} | {r.achieved_rps:,.0f} | {r.quantile(0.5):.1f} "
-                f"| {r.quantile(0.99):.1f} | {r.quantile(0.999):.1f} | {r.errors} | {r.quantile(0.99, r.lag_ms):.1f} "
+                f"| {r.quantile(0.99):.1f} | {r.quantile(0.999):.1f} | {r.errors} | {fixed.logged_quantile(0.99):.1f} "
+                f"| {fixed.logged_quantile(0.999):.1f} | {r.quantile(0.99, r.lag_ms):.1f} "
                 f"| {r.client_cpu_ms:.2f} | {1000 * fixed.server_cpu_s / sent:.2f} | {1000 * fixed.run_queue_s / sent:.2f} "
                 f"| {fixed.load_average:.1f} |"
             )
