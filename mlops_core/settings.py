@@ -168,6 +168,12 @@ class ServiceSettings(BaseModel):
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Larger request bodies are refused (413).")
     max_batch_rows: int = Field(default=1000, ge=1, description="Rows one /predict_batch request may carry.")
+    batch_scoring_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="Threads that score one large batch side by side, in chunks; default: the cores the worker "
+        "may run on.",
+    )
     model_runtime: Literal["onnx", "sklearn"] = Field(
         default="onnx",
         description="Score with a compiled form where one agrees with scikit-learn (a logistic regression as its float64 "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, Literal
 
 import numpy as np
@@ -160,6 +161,12 @@ Columns = dict[str, np.ndarray]
 
 def row_count(columns: Columns) -> int:
     return len(next(iter(columns.values()))) if columns else 0
+
+
+def chunks_of(columns: Columns, parts: int) -> list[Columns]:
+    """The rows in ``parts`` consecutive chunks of nearly equal size (views, not copies), in order."""
+    bounds = np.linspace(0, row_count(columns), parts + 1).astype(int)
+    return [{name: column[start:end] for name, column in columns.items()} for start, end in pairwise(bounds)]
 
 
 def column_array(values: list[Any], kind: Kind) -> np.ndarray:

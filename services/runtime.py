@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import bentoml
@@ -55,6 +56,13 @@ class Runtime:
     security: SecurityLog
     prediction_writer: GroupWriter | EventLoopWriter | None
     batch_journal: BatchJournal | None  # /predict_batch's log: one record per batch, expanded into rows later
+
+    @cached_property
+    def batch_scoring_threads(self) -> int:
+        """The setting, else the cores this worker may run on (its affinity, where the system has one)."""
+        if self.settings.service.batch_scoring_threads:
+            return self.settings.service.batch_scoring_threads
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
     def describe(self, state: str, reasons: list[str]) -> dict[str, Any]:
         holder = self.holder

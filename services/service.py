@@ -64,7 +64,16 @@ from services.columnar import (
 )
 from services.entities import entity_features, model_row
 from services.guard import Guard
-from services.inputs import Columns, FieldRule, NonFinite, Problem, check_row, columns_of, row_count
+from services.inputs import (
+    Columns,
+    FieldRule,
+    NonFinite,
+    Problem,
+    check_row,
+    chunks_of,
+    columns_of,
+    row_count,
+)
 from services.models import ServedModel
 from services.openapi import document
 from services.page import ServicePage
@@ -74,6 +83,8 @@ from services.variants import CHALLENGER, CHAMPION, SHADOW, ChallengerFault, ass
 logger = logging.getLogger("mlops.service")
 # Batches above this size are scored in a thread so that single-row requests keep flowing.
 INLINE_ROWS = 16
+# The fewest rows worth a thread of their own: below, the hop costs more than the chunk's share of the scoring.
+CHUNK_ROWS = 2_000
 # Allocations between two young-generation collections (Python's default is 700), see PredictionService.
 GC_ALLOCATIONS = 50_000
 
@@ -163,11 +174,32 @@ def not_ready() -> Response:
     return json_response({"error": "not_ready", "detail": reasons}, 503, RETRY)
 
 
+def scoring_chunks(rows: int, threads: int) -> int:
+    """How many chunks a batch of ``rows`` is scored in, side by side: one per thread, each of at least
+    ``CHUNK_ROWS`` rows."""
+    return max(1, min(threads, rows // CHUNK_ROWS))
+
+
 async def scores(score: Callable[..., np.ndarray], model: Any, columns: Columns) -> np.ndarray:
-    """``score(model, columns)``, in a thread for large batches."""
-    if row_count(columns) > INLINE_ROWS:
+    """``score(model, columns)``, in threads for large batches.
+
+    A worker's libraries run one thread each (BentoML sets their thread counts to the worker's share of the
+    cores, so that single-row calls do not spin a pool per call), which left a large batch on one core while the
+    others idled. Its chunks are scored in threads of their own instead: ONNX Runtime, numpy and scikit-learn's
+    tree code release the interpreter lock while they compute. Each row's answer depends on that row alone, so
+    the chunks' answers, in order, are the batch's."""
+    rows = row_count(columns)
+    if rows <= INLINE_ROWS:
+        return score(model, columns)
+    return await scored_in_chunks(score, model, columns, scoring_chunks(rows, runtime().batch_scoring_threads))
+
+
+async def scored_in_chunks(score: Callable[..., np.ndarray], model: Any, columns: Columns, chunks: int) -> np.ndarray:
+    """``score(model, columns)`` as ``chunks`` calls on consecutive rows, each in a thread, their answers in order."""
+    if chunks == 1:
         return await asyncio.to_thread(score, model, columns)
-    return score(model, columns)
+    parts = await asyncio.gather(*(asyncio.to_thread(score, model, part) for part in chunks_of(columns, chunks)))
+    return np.concatenate(parts)
 
 
 async def champion_scores(champion: ServedModel, columns: Columns, flags: list[list[Problem]]) -> np.ndarray:

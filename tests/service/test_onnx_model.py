@@ -3,8 +3,10 @@ otherwise scikit-learn."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
+import threading
 from datetime import UTC, date, datetime
 from typing import get_args
 
@@ -20,8 +22,8 @@ from sklearn.preprocessing import KBinsDiscretizer, OrdinalEncoder, StandardScal
 
 from mlops_core.profile import profile_frame
 from mlops_core.settings import CandidateName
-from services import compiled, estimator_onnx, hgb_onnx, linear_model, onnx_model
-from services.inputs import FieldRule, build_rules, check_row, columns_of, frame_of
+from services import compiled, estimator_onnx, hgb_onnx, linear_model, onnx_model, service
+from services.inputs import FieldRule, build_rules, check_row, chunks_of, columns_of, frame_of
 from services.models import ServedModel, runtime_for
 from services.probes import probe_rows
 from stages.data.generator import generate_day
@@ -408,3 +410,45 @@ def test_scaled_numbers_and_ordinal_codes_are_made_in_numpy_too(split_and_profil
     np.testing.assert_allclose(
         form.predict_proba(rows), pipeline.predict_proba(frame_of(rows, rules)), rtol=0, atol=compiled.TOLERANCE
     )
+
+
+@pytest.mark.parametrize(
+    ("rows", "threads", "chunks"),
+    [
+        (17, 4, 1),  # just above the inline size: one thread
+        (3_999, 2, 1),  # a second chunk would hold fewer than CHUNK_ROWS rows
+        (4_000, 2, 2),
+        (10_000, 2, 2),
+        (10_000, 8, 5),  # no chunk below CHUNK_ROWS, however many threads
+        (1_000_000, 1, 1),
+    ],
+)
+def test_a_batch_is_cut_into_one_chunk_per_thread_of_enough_rows(rows, threads, chunks):
+    assert service.scoring_chunks(rows, threads) == chunks
+    assert service.CHUNK_ROWS == 2_000
+
+
+def test_chunks_are_consecutive_rows_of_nearly_equal_size():
+    columns = {"a": np.arange(10, dtype=np.float64), "b": np.array(list("abcdefghij"), dtype=object)}
+    parts = chunks_of(columns, 3)
+    assert [len(part["a"]) for part in parts] == [3, 3, 4]
+    for name, column in columns.items():
+        np.testing.assert_array_equal(np.concatenate([part[name] for part in parts]), column)
+
+
+@pytest.mark.parametrize("name", CANDIDATES)
+@pytest.mark.parametrize("model_runtime", ["onnx", "sklearn"])
+def test_a_large_batch_is_scored_in_chunks_side_by_side_with_the_same_answers(fitted, name, model_runtime):
+    pipeline, rules = fitted[name]
+    form, served_by = runtime_for(pipeline, rules, model_runtime)
+    model = ServedModel(name, 1, "1.0.0", pipeline, rules, [0, 1], datetime.now(UTC), form, served_by)
+    columns = columns_of(served_rows(rules) * 20, rules)  # 8,000 rows
+    together = model.predict_columns(columns)
+    meeting = threading.Barrier(4, timeout=20)
+
+    def side_by_side(model, part):
+        meeting.wait()  # passes only once all four chunks are being scored at the same time
+        return model.predict_columns(part)
+
+    chunked = asyncio.run(service.scored_in_chunks(side_by_side, model, columns, 4))
+    np.testing.assert_array_equal(chunked, together)
