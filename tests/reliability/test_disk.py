@@ -72,7 +72,12 @@ def check_refusals(responses: list[httpx.Response], error: str = "prediction_log
 
 def fill(directory: Path) -> Path:
     filler = directory / "filler"
-    with filler.open("wb") as out, contextlib.suppress(OSError):
+    try:
+        out = filler.open("wb")
+    except OSError as exc:  # full before the filler: name what filled it
+        usage = subprocess.run(["du", "-ab", str(directory)], capture_output=True, text=True, check=False).stdout
+        raise AssertionError(f"{directory} is full before it is filled ({exc}):\n{usage}") from exc
+    with out, contextlib.suppress(OSError):
         while True:
             out.write(b"\0" * 65536)
             out.flush()
