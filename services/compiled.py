@@ -56,7 +56,7 @@ def check_per_column(
         if transformer == "drop":
             continue
         column_kinds = {"number" if kinds.get(c) == "integer" else str(kinds.get(c)) for c in columns}
-        steps = [step for _, step in transformer.steps] if isinstance(transformer, Pipeline) else [transformer]
+        steps = _steps(transformer)
         types = allowed.get(column_kinds.pop()) if len(column_kinds) == 1 else None
         if types is None or not all(type(step) in types and _identity_if_function(step) for step in steps):
             raise NotConvertible(f"the columns {list(columns)} are not transformed one by one")
@@ -67,11 +67,15 @@ def encoder_categories(preprocess: ColumnTransformer, column: str) -> list[Any]:
     none when no encoder transforms it."""
     for _, transformer, columns in preprocess.transformers_:
         if column in list(columns):
-            steps = [step for _, step in transformer.steps] if isinstance(transformer, Pipeline) else [transformer]
+            steps = _steps(transformer)
             encoders = [step for step in steps if hasattr(step, "categories_")]
             if encoders:
                 return list(encoders[-1].categories_[list(columns).index(column)])
     return []
+
+
+def _steps(transformer: Any) -> list[Any]:
+    return [step for _, step in transformer.steps] if isinstance(transformer, Pipeline) else [transformer]
 
 
 def _identity_if_function(step: Any) -> bool:

@@ -34,7 +34,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEnc
 
 from services.compiled import NotConvertible, agreeing, check_per_column, encoder_categories, one_line
 from services.inputs import Columns, FieldRule, columns_of, frame_of, row_count
-from services.onnx_model import BeyondFloat32, session_options  # (which registers the HistGradientBoosting converter)
+from services.onnx_model import BeyondFloat32, session_for  # (which registers the HistGradientBoosting converter)
 from services.probes import UNSEEN_CATEGORY
 
 RUNTIME = "onnx"
@@ -204,9 +204,7 @@ def convert(pipeline: Any, rules: list[FieldRule]) -> EstimatorPipeline:
             initial_types=[("features", FloatTensorType([None, len(base)]))],
             options={id(estimator): {"zipmap": False}},
         )
-        session = onnxruntime.InferenceSession(
-            graph.SerializeToString(), session_options(), providers=["CPUExecutionProvider"]
-        )
+        session = session_for(graph)
     except NotConvertible:
         raise
     except Exception as exc:  # skl2onnx and ONNX Runtime raise many types for what they cannot handle

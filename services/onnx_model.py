@@ -141,11 +141,12 @@ class OnnxPipeline:
         return probabilities / probabilities.sum(axis=1, keepdims=True)
 
 
-def session_options() -> onnxruntime.SessionOptions:
-    """One thread each: the service's workers already use the cores, and one-row requests gain nothing."""
+def session_for(graph: Any) -> onnxruntime.InferenceSession:
+    """A CPU session of ``graph`` with one thread each: the service's workers already use the cores, one-row
+    requests gain nothing, and a large batch is cut into chunks scored in threads of their own."""
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
-    return options
+    return onnxruntime.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
 def convert(pipeline: Pipeline, rules: list[FieldRule]) -> OnnxPipeline:
@@ -162,9 +163,7 @@ def convert(pipeline: Pipeline, rules: list[FieldRule]) -> OnnxPipeline:
     ]
     try:
         graph = to_onnx(adapted, initial_types=inputs, options={id(adapted.steps[-1][1]): {"zipmap": False}})
-        session = onnxruntime.InferenceSession(
-            graph.SerializeToString(), session_options(), providers=["CPUExecutionProvider"]
-        )
+        session = session_for(graph)
     except Exception as exc:  # skl2onnx and ONNX Runtime raise many types for what they cannot handle
         raise NotConvertible(one_line(exc)) from exc
     return OnnxPipeline(session, rules, fills, session.get_outputs()[1].name)
