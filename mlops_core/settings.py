@@ -171,8 +171,8 @@ class ServiceSettings(BaseModel):
     batch_scoring_threads: int | None = Field(
         default=None,
         ge=1,
-        description="Threads that score one large batch side by side, in chunks; default: the cores the worker "
-        "may run on.",
+        description="Threads that score one large batch side by side, in chunks; default: the whole cores the "
+        "worker may keep busy (its CPU affinity, capped by a container's CPU quota).",
     )
     model_runtime: Literal["onnx", "sklearn"] = Field(
         default="onnx",

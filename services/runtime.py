@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import Any
 
 import bentoml
+from bentoml._internal.resource import query_cgroup_cpu_count
 
 from mlops_core.api_keys import KeyStore
 from mlops_core.prediction_log import BatchJournal, EventLoopWriter, GroupWriter, engine_for, predictions, row_writer
@@ -47,6 +48,17 @@ LOG_SECONDS = bentoml.metrics.Histogram(
 )
 
 
+def usable_cores(affinity: int, cgroup_cpus: float) -> int:
+    """Whole cores a process can keep busy: the cores it may run on (``affinity``), capped by the CPU time its
+    control group may use (``cgroup_cpus``: a container's ``--cpus``, a Kubernetes CPU limit), at least one.
+
+    A quota is not a set of cores: a container limited to 2 CPUs on a 64-core host sees 64 cores in its affinity,
+    and more threads busy than its quota use it up early in each scheduling period, then wait, throttled, for the
+    next. BentoML reads the same quota (``query_cgroup_cpu_count``) where its workers are set to ``cpu_count``.
+    """
+    return max(1, min(affinity, int(cgroup_cpus)))
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -59,10 +71,11 @@ class Runtime:
 
     @cached_property
     def batch_scoring_threads(self) -> int:
-        """The setting, else the cores this worker may run on (its affinity, where the system has one)."""
+        """The setting, else the whole cores this worker may keep busy (``usable_cores``)."""
         if self.settings.service.batch_scoring_threads:
             return self.settings.service.batch_scoring_threads
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return usable_cores(affinity, query_cgroup_cpu_count())
 
     def describe(self, state: str, reasons: list[str]) -> dict[str, Any]:
         holder = self.holder

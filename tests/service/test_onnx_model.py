@@ -26,6 +26,7 @@ from services import compiled, estimator_onnx, hgb_onnx, linear_model, onnx_mode
 from services.inputs import FieldRule, build_rules, check_row, chunks_of, columns_of, frame_of
 from services.models import ServedModel, runtime_for
 from services.probes import probe_rows
+from services.runtime import usable_cores
 from stages.data.generator import generate_day
 from stages.training.candidates import fit_candidate, shared_preprocessing, split_holdout
 from stages.training.tracking import model_signature
@@ -426,6 +427,20 @@ def test_scaled_numbers_and_ordinal_codes_are_made_in_numpy_too(split_and_profil
 def test_a_batch_is_cut_into_one_chunk_per_thread_of_enough_rows(rows, threads, chunks):
     assert service.scoring_chunks(rows, threads) == chunks
     assert service.CHUNK_ROWS == 2_000
+
+
+@pytest.mark.parametrize(
+    ("affinity", "cgroup_cpus", "cores"),
+    [
+        (2, 2.0, 2),  # no quota: BentoML reads the machine's cores
+        (64, 2.0, 2),  # a container limited to 2 CPUs on a large host
+        (64, 1.5, 1),  # a fraction of a core is not a core to keep busy
+        (64, 0.5, 1),  # at least one
+        (4, 8.0, 4),  # pinned to fewer cores than the quota
+    ],
+)
+def test_batch_threads_count_the_cores_a_worker_may_keep_busy(affinity, cgroup_cpus, cores):
+    assert usable_cores(affinity, cgroup_cpus) == cores
 
 
 def test_chunks_are_consecutive_rows_of_nearly_equal_size():
