@@ -65,9 +65,8 @@ from stages.data.loading import load_window  # noqa: E402
 from stages.data.validation import create_suite, validate  # noqa: E402
 from stages.training.candidates import (  # noqa: E402
     fit_candidate,
-    sample_for_fit,
     shared_preprocessing,
-    split_holdout,
+    training_split,
 )
 from stages.training.metrics import holdout_metrics  # noqa: E402
 
@@ -300,15 +299,7 @@ def run_bare(settings: Settings, *, threaded: bool, serial: bool = True) -> tupl
         window_days=settings.data.window_days,
     )
     loaded = now()
-    split = split_holdout(
-        data.frame,
-        features=data.feature_columns,
-        target=data.target,
-        holdout_fraction=settings.training.holdout_fraction,
-        timestamp=settings.data.timestamp,
-        seed=settings.training.random_seed,
-    )
-    split = sample_for_fit(split, settings.training.fit_sample_rows, settings.training.random_seed)
+    split = training_split(data, settings)
     split_done = now()
     seed = settings.training.random_seed
     candidates = settings.training.candidates

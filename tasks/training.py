@@ -24,11 +24,10 @@ from stages.training.candidates import (
     SharedPreprocessing,
     Split,
     fit_candidate,
-    sample_for_fit,
     score_on_holdout,
     select_best,
     shared_preprocessing,
-    split_holdout,
+    training_split,
 )
 
 TRAINING_SLOT_PREFIX = "training:"  # one global concurrency limit per registered model
@@ -83,15 +82,7 @@ def one_training_at_a_time(settings: Settings) -> Iterator[None]:
 
 @task(name="split-holdout", cache_policy=NO_CACHE)
 def split_training_data(data: LoadedData, settings: Settings) -> Split:
-    split = split_holdout(
-        data.frame,
-        features=data.feature_columns,
-        target=data.target,
-        holdout_fraction=settings.training.holdout_fraction,
-        timestamp=settings.data.timestamp,
-        seed=settings.training.random_seed,
-    )
-    split = sample_for_fit(split, settings.training.fit_sample_rows, settings.training.random_seed)
+    split = training_split(data, settings)
     get_run_logger().info("split %s: %d train, %d holdout", split.strategy, len(split.x_train), len(split.x_holdout))
     return split
 

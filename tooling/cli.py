@@ -346,7 +346,9 @@ def loop(
     days: Annotated[int, typer.Option(min=1, help="New daily batches of normal data to train on.")] = 5,
     normal_requests: Annotated[int, typer.Option(min=1, help="Requests of normal traffic.")] = 300,
     drift_requests: Annotated[int, typer.Option(min=1, help="Requests of drifted traffic (min_rows applies).")] = 600,
-    drift_strength: Annotated[float, typer.Option(min=0.1, help="Covariate shift of the drifted data.")] = 2.0,
+    drift_strength: Annotated[
+        float, typer.Option(min=0.1, help="Shift of the drifted data: features and default relation (1 = as intended).")
+    ] = 1.0,
     stop: Annotated[bool, typer.Option(help="Stop the stack at the end (default: leave it up).")] = False,
 ) -> None:
     """The whole loop on the local stack: train, serve, drift, monitor, retrain, switch; prints what happened."""

@@ -8,6 +8,8 @@ Scenarios:
 - ``covariate``: applicant features move (lower credit scores and incomes, higher debt, another purpose and
   channel mix); the label relation P(default | features) stays the same.
 - ``concept``: features keep their distribution; the relation between features and default changes.
+- ``covariate_and_concept``: both at once, as when a new population arrives with risks of its own: a model
+  trained before it is measurably worse after it, so retraining has something to win (the loop's drift).
 
 ``drift_strength`` scales the shift (0 = none, 1 = the intended scenario, larger = stronger).
 """
@@ -23,7 +25,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-Scenario = Literal["none", "covariate", "concept"]
+Scenario = Literal["none", "covariate", "concept", "covariate_and_concept"]
 
 TARGET = "defaulted"
 ENTITY_ID = "applicant_id"
@@ -63,6 +65,8 @@ class Shift:
             return cls(covariate=strength)
         if scenario == "concept":
             return cls(concept=strength)
+        if scenario == "covariate_and_concept":
+            return cls(covariate=strength, concept=strength)
         return cls()
 
 

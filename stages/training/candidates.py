@@ -17,7 +17,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from mlops_core.settings import CandidateName, MetricName
+from mlops_core.settings import CandidateName, MetricName, Settings
+from stages.data.loading import LoadedData
 from stages.training.metrics import better, positive_truth, probability_metrics
 
 
@@ -113,6 +114,19 @@ def sample_for_fit(split: Split, max_rows: int | None, seed: int) -> Split:
         y_train=split.y_train.iloc[rows],
         strategy=f"{split.strategy}; fit on a random {max_rows:,} of {len(split.x_train):,} training rows",
     )
+
+
+def training_split(data: LoadedData, settings: Settings) -> Split:
+    """The split every training makes of its window: the newest rows held out, the fit rows sampled if configured."""
+    split = split_holdout(
+        data.frame,
+        features=data.feature_columns,
+        target=data.target,
+        holdout_fraction=settings.training.holdout_fraction,
+        timestamp=settings.data.timestamp,
+        seed=settings.training.random_seed,
+    )
+    return sample_for_fit(split, settings.training.fit_sample_rows, settings.training.random_seed)
 
 
 def _preprocessor(numeric: list[str], categorical: list[str], *, scale: bool) -> ColumnTransformer:

@@ -1,11 +1,11 @@
 """The generator's drift scenarios do what they claim: checked by fitting a model on 40,000 rows (too slow for the
 unit loop)."""
 
-from datetime import date
+from datetime import date, timedelta
 
 import pandas as pd
 
-from stages.data.generator import ENTITY_ID, TARGET, TIMESTAMP, generate_day
+from stages.data.generator import ENTITY_ID, TARGET, TIMESTAMP, Scenario, generate_day
 
 DAY = date(2026, 11, 1)
 
@@ -25,10 +25,17 @@ def _stale_model_scores(train: pd.DataFrame, *tests: pd.DataFrame) -> list[tuple
     return scores
 
 
+def _frames(scenario: Scenario) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A day of the reference population, the next day of it, and the first day under ``scenario``."""
+    return (
+        generate_day(DAY, 40_000),
+        generate_day(DAY + timedelta(days=1), 40_000),
+        generate_day(DAY, 40_000, scenario=scenario),
+    )
+
+
 def test_covariate_drift_moves_features_but_keeps_the_label_relation():
-    base = generate_day(DAY, 40_000, scenario="none")
-    fresh = generate_day(date(2026, 11, 2), 40_000)
-    drifted = generate_day(DAY, 40_000, scenario="covariate")
+    base, fresh, drifted = _frames("covariate")
     assert drifted["credit_score"].mean() < base["credit_score"].mean() - 30
     assert drifted["debt_to_income"].mean() > base["debt_to_income"].mean() + 0.05
     assert drifted[TARGET].mean() > base[TARGET].mean() + 0.15
@@ -39,11 +46,17 @@ def test_covariate_drift_moves_features_but_keeps_the_label_relation():
 
 
 def test_concept_drift_changes_the_label_relation_not_the_features():
-    base = generate_day(DAY, 40_000, scenario="none")
-    fresh = generate_day(date(2026, 11, 2), 40_000)
-    concept = generate_day(DAY, 40_000, scenario="concept")
+    base, fresh, concept = _frames("concept")
     assert abs(concept["credit_score"].mean() - base["credit_score"].mean()) < 3
     assert abs(concept["debt_to_income"].mean() - base["debt_to_income"].mean()) < 0.01
     # The old model loses much of its ranking power: the risk drivers changed.
     (auc_fresh, _), (auc_concept, _) = _stale_model_scores(base, fresh, concept)
     assert auc_concept < auc_fresh - 0.05
+
+
+def test_covariate_and_concept_drift_moves_features_and_changes_the_label_relation():
+    base, fresh, both = _frames("covariate_and_concept")
+    assert both["credit_score"].mean() < base["credit_score"].mean() - 30
+    assert both["debt_to_income"].mean() > base["debt_to_income"].mean() + 0.05
+    (auc_fresh, _), (auc_both, _) = _stale_model_scores(base, fresh, both)
+    assert auc_both < auc_fresh - 0.05
