@@ -4,8 +4,8 @@
 
 A day's generated data depends on its date, and ``mlops loop`` starts its data ``--days`` before today, so
 its outcome must not hang on the calendar. For each start date this replays, without servers, what the loop
-does with the data: version 1 fitted on 5 days of the original distribution, the drifted 3 days that follow
-(the ``training/retrain`` window), version 2 fitted on those, each the best of the default candidates on its
+does with the data: version 1 fitted on ``--days`` (5) days of the original distribution, the drifted days that
+follow (the ``training/retrain`` deployment's window in prefect.yaml, 3), version 2 fitted on those, each the best of the default candidates on its
 newest 20 % (the training stage's own functions and settings), then the promotion gate on version 2's holdout,
 version 1 as the champion. Prints a line per date and how many were promoted.
 """
@@ -28,10 +28,17 @@ from mlops_core.settings import Settings  # noqa: E402
 from stages.data.generator import Scenario, write_batches  # noqa: E402
 from stages.data.loading import load_window  # noqa: E402
 from stages.promotion.gate import gate  # noqa: E402
-from stages.training.candidates import Candidate, Split, fit_candidate, score_on_holdout, select_best, training_split  # noqa: E402
+from stages.training.candidates import (  # noqa: E402
+    Candidate,
+    Split,
+    fit_candidate,
+    score_on_holdout,
+    select_best,
+    training_split,
+)
+from tooling.loop import DRIFT_SCENARIO, DRIFT_STRENGTH, LOOP_DAYS, LOOP_ROWS_PER_DAY  # noqa: E402
+from tooling.stack import declared_deployment  # noqa: E402
 
-NORMAL_DAYS = 5  # `mlops loop --days`
-DRIFT_DAYS = 3  # the training/retrain deployment's window_days in prefect.yaml
 FIRST_DATE = date(2026, 12, 2)
 
 
@@ -63,22 +70,22 @@ def _best(settings: Settings, source: Path, window_days: int | None) -> tuple[Ca
 
 def replay(drift_start: date, rows_per_day: int, scenario: Scenario, strength: float) -> Replay:
     """The loop's gate decision when its drifted data starts on ``drift_start``."""
-    settings = Settings()
+    settings, drift_days = Settings(), int(declared_deployment("retrain")["parameters"]["window_days"])
     with TemporaryDirectory(prefix="loop-gate-") as tmp:
         source = Path(tmp)
-        first = drift_start - timedelta(days=NORMAL_DAYS)
-        write_batches(source, rows=rows_per_day * NORMAL_DAYS, days=NORMAL_DAYS, start=first, seed=0)
+        first = drift_start - timedelta(days=LOOP_DAYS)
+        write_batches(source, rows=rows_per_day * LOOP_DAYS, days=LOOP_DAYS, start=first, seed=0)
         champion, _ = _best(settings, source, None)
         write_batches(
             source,
-            rows=rows_per_day * DRIFT_DAYS,
-            days=DRIFT_DAYS,
+            rows=rows_per_day * drift_days,
+            days=drift_days,
             start=drift_start,
             seed=0,
             scenario=scenario,
             drift_strength=strength,
         )
-        retrained, split = _best(settings, source, DRIFT_DAYS)
+        retrained, split = _best(settings, source, drift_days)
     truth = split.y_holdout.to_numpy().astype(int)
     champion_scores = champion.pipeline.predict_proba(split.x_holdout)[:, 1]
     verdict = gate(truth, retrained.holdout_probability, champion_scores, settings.promotion)
@@ -91,9 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dates", type=int, default=40, help="consecutive drift start dates")
     parser.add_argument("--first", type=date.fromisoformat, default=FIRST_DATE, help="the first of them")
-    parser.add_argument("--rows-per-day", type=int, default=10_000, help="`mlops loop --rows-per-day`")
-    parser.add_argument("--scenario", default="covariate_and_concept", help="the generator's drift scenario")
-    parser.add_argument("--strength", type=float, default=1.0, help="`mlops loop --drift-strength`")
+    parser.add_argument("--rows-per-day", type=int, default=LOOP_ROWS_PER_DAY, help="`mlops loop --rows-per-day`")
+    parser.add_argument("--scenario", default=DRIFT_SCENARIO, help="the generator's drift scenario")
+    parser.add_argument("--strength", type=float, default=DRIFT_STRENGTH, help="`mlops loop --drift-strength`")
     args = parser.parse_args(argv)
     replays = []
     for offset in range(args.dates):

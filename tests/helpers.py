@@ -100,14 +100,11 @@ def register_quickly(
 
 def retraining_triggers() -> list:
     """The retraining deployment's triggers as prefect.yaml declares them."""
-    import yaml
     from prefect.events import DeploymentEventTrigger
 
-    from mlops_core.settings import PROJECT_ROOT
+    from tooling.stack import declared_deployment
 
-    deployments = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())["deployments"]
-    (retrain,) = [d for d in deployments if d["name"] == "retrain"]
-    return [DeploymentEventTrigger(**trigger) for trigger in retrain["triggers"]]
+    return [DeploymentEventTrigger(**trigger) for trigger in declared_deployment("retrain")["triggers"]]
 
 
 def log_predictions(

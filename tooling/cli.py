@@ -17,6 +17,7 @@ from rich.console import Console
 
 from mlops_core.settings import BlueGreenSettings, ExperimentSettings, PromotionSettings, get_settings
 from stages.data.generator import Scenario
+from tooling.loop import DRIFT_STRENGTH, LOOP_DAYS, LOOP_ROWS_PER_DAY
 from tooling.stack import Stack
 
 USER_ERROR_EXIT = 2  # what click answers a usage error with; user errors found later answer the same
@@ -342,13 +343,13 @@ def demo(
 
 @app.command()
 def loop(
-    rows_per_day: Annotated[int, typer.Option(min=1000, help="Rows of each new daily batch.")] = 10_000,
-    days: Annotated[int, typer.Option(min=1, help="New daily batches of normal data to train on.")] = 5,
+    rows_per_day: Annotated[int, typer.Option(min=1000, help="Rows of each new daily batch.")] = LOOP_ROWS_PER_DAY,
+    days: Annotated[int, typer.Option(min=1, help="New daily batches of normal data to train on.")] = LOOP_DAYS,
     normal_requests: Annotated[int, typer.Option(min=1, help="Requests of normal traffic.")] = 300,
     drift_requests: Annotated[int, typer.Option(min=1, help="Requests of drifted traffic (min_rows applies).")] = 600,
     drift_strength: Annotated[
         float, typer.Option(min=0.1, help="Shift of the drifted data: features and default relation (1 = as intended).")
-    ] = 1.0,
+    ] = DRIFT_STRENGTH,
     stop: Annotated[bool, typer.Option(help="Stop the stack at the end (default: leave it up).")] = False,
 ) -> None:
     """The whole loop on the local stack: train, serve, drift, monitor, retrain, switch; prints what happened."""

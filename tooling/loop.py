@@ -71,6 +71,10 @@ class Steps:
 # it, which left the loop's switch to the calendar date the data starts on (kept on 3 and 15 of 40 dates with
 # 10,000 and 5,000 rows a day; with both shifts at strength 1 promoted on all 40: benchmarks/loop_gate.py).
 DRIFT_SCENARIO: Scenario = "covariate_and_concept"
+# `mlops loop` defaults: the normal days trained on first, their size, and the strength of the drift.
+LOOP_DAYS = 5
+LOOP_ROWS_PER_DAY = 10_000
+DRIFT_STRENGTH = 1.0
 
 
 def _scenario(strength: float, scenario: Scenario = DRIFT_SCENARIO) -> dict[str, Any]:

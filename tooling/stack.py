@@ -27,6 +27,15 @@ BIN = Path(sys.executable).parent
 CLI_TIMEOUT = 180  # `prefect deploy --all` imports every flow module: tens of seconds on 2 cores
 
 
+def declared_deployment(name: str) -> dict:
+    """A deployment as the project's prefect.yaml declares it (what `stack up` applies), read without a server."""
+    import yaml
+
+    deployments = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())["deployments"]
+    (deployment,) = [d for d in deployments if d["name"] == name]
+    return deployment
+
+
 class StackError(RuntimeError):
     """A server could not start: port taken, exited early or not healthy in time (the message says which)."""
 

@@ -10,11 +10,11 @@ from datetime import timedelta
 import pytest
 
 from benchmarks.loop_gate import FIRST_DATE, replay
-from tooling.loop import DRIFT_SCENARIO
+from tooling.loop import DRIFT_SCENARIO, DRIFT_STRENGTH
 
 
 @pytest.mark.parametrize("drift_start", [FIRST_DATE + timedelta(days=46 * k) for k in range(8)], ids=str)
 def test_the_retrained_version_is_promoted_with_a_clear_margin(drift_start) -> None:
-    result = replay(drift_start, rows_per_day=5_000, scenario=DRIFT_SCENARIO, strength=1.0)
+    result = replay(drift_start, rows_per_day=5_000, scenario=DRIFT_SCENARIO, strength=DRIFT_STRENGTH)
     assert result.promoted, result
     assert result.lower_bound > 0.03, result
